@@ -1,0 +1,548 @@
+//! The exported Megolm session: the JSON model shared by export files and backups, its
+//! validation, and the rule for merging two copies of one session.
+//!
+//! Fields this tool does not know survive import, storage and export unchanged. The
+//! shared-history flag is read from any of its three spellings and written as both
+//! `shared_history` (the spec's) and `m.shared_history` (matrix-rust-sdk's).
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{Map, Value};
+use vodozemac::megolm::{
+    ExportedSessionKey, InboundGroupSession, SessionConfig, SessionKey, SessionOrdering,
+};
+use zeroize::{Zeroize, Zeroizing};
+
+/// The Megolm v1 algorithm name.
+pub const MEGOLM_V1: &str = "m.megolm.v1.aes-sha2";
+/// Every spelling of the shared-history flag, newest first.
+pub const SHARED_HISTORY_KEYS: [&str; 3] = [
+    "shared_history",
+    "m.shared_history",
+    "org.matrix.msc3061.shared_history",
+];
+/// Length of a v1 (export format) session key.
+pub const EXPORTED_KEY_LEN: usize = 165;
+/// Length of a v2 (sharing format, signed) session key.
+pub const SHARED_KEY_LEN: usize = 229;
+
+/// Padding-indifferent decoder for fields that real clients write either way.
+const LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Why one session entry was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    /// The entry is not a JSON object.
+    #[error("not a JSON object")]
+    NotAnObject,
+    /// A required field is missing.
+    #[error("missing field \"{0}\"")]
+    Missing(&'static str),
+    /// A field has the wrong JSON type.
+    #[error("field \"{0}\" is not {1}")]
+    WrongType(&'static str, &'static str),
+    /// Algorithm other than Megolm.
+    #[error("unsupported algorithm {0:?}")]
+    UnknownAlgorithm(String),
+    /// `session_key` is not base64.
+    #[error("session_key is not base64")]
+    KeyBase64,
+    /// `session_key` has the wrong length.
+    #[error("session_key is {0} bytes long, expected 165 (export format) or 229 (sharing format)")]
+    KeyLength(usize),
+    /// `session_key` has a version byte that does not match its length.
+    #[error("session_key has version byte {0}, expected 1 (export format) or 2 (sharing format)")]
+    KeyVersion(u8),
+    /// `session_key` does not decode (bad Ed25519 key).
+    #[error("session_key is not a valid Megolm key: {0}")]
+    KeyInvalid(String),
+    /// `session_id` does not match the key.
+    #[error("session_id {claimed} does not match the id of its session_key ({actual})")]
+    IdMismatch {
+        /// What the entry says.
+        claimed: String,
+        /// What the key says.
+        actual: String,
+    },
+    /// `room_id` is not a room id.
+    #[error("room_id {0} is not a Matrix room id")]
+    BadRoomId(String),
+    /// `sender_key` is not a Curve25519 key.
+    #[error("sender_key is not an unpadded base64 Curve25519 key")]
+    BadSenderKey,
+    /// The entry is implausibly large.
+    #[error("the entry is {0} bytes long, far larger than any session")]
+    TooLarge(u64),
+}
+
+/// Why an entry could not be turned into a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryError {
+    /// The entry is not valid JSON: the whole payload is unusable.
+    Syntax(String),
+    /// The entry is JSON but not a valid session: only this entry is rejected.
+    Invalid(SessionError),
+}
+
+/// Printable, bounded form of a string that came from a file or a server.
+pub fn sanitize(s: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i >= 100 {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A validated Megolm session as it appears in a key export.
+#[derive(Clone)]
+pub struct ExportedSession {
+    /// `m.megolm.v1.aes-sha2`.
+    pub algorithm: String,
+    /// Room the session belongs to.
+    pub room_id: String,
+    /// Curve25519 identity key of the creating device (unpadded base64).
+    pub sender_key: String,
+    /// The session's Ed25519 key, unpadded base64.
+    pub session_id: String,
+    session_key: Zeroizing<String>,
+    /// Keys the sender claimed (usually `{"ed25519": ...}`).
+    pub sender_claimed_keys: Map<String, Value>,
+    /// Curve25519 keys of devices that forwarded the session.
+    pub forwarding_curve25519_key_chain: Vec<Value>,
+    /// MSC3061 shared history.
+    pub shared_history: bool,
+    /// Fields this tool does not know, kept as they came.
+    pub extra: Map<String, Value>,
+    first_known_index: u32,
+}
+
+impl std::fmt::Debug for ExportedSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExportedSession")
+            .field("room_id", &self.room_id)
+            .field("session_id", &self.session_id)
+            .field("first_known_index", &self.first_known_index)
+            .field("session_key", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for ExportedSession {
+    fn eq(&self, o: &Self) -> bool {
+        use subtle::ConstantTimeEq;
+        self.algorithm == o.algorithm
+            && self.room_id == o.room_id
+            && self.sender_key == o.sender_key
+            && self.session_id == o.session_id
+            && bool::from(self.session_key.as_bytes().ct_eq(o.session_key.as_bytes()))
+            && self.sender_claimed_keys == o.sender_claimed_keys
+            && self.forwarding_curve25519_key_chain == o.forwarding_curve25519_key_chain
+            && self.shared_history == o.shared_history
+            && self.extra == o.extra
+    }
+}
+
+/// How an incoming copy of a session relates to the copy already held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ordering {
+    /// Same ratchet, lower first known index: it decrypts more.
+    Better,
+    /// Same ratchet, same index.
+    Equal,
+    /// Same ratchet, higher first known index.
+    Worse,
+    /// The ratchets do not connect (or sender, room or algorithm differ).
+    Unconnected,
+}
+
+fn take_string(m: &mut Map<String, Value>, k: &'static str) -> Result<String, SessionError> {
+    match m.remove(k) {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(SessionError::WrongType(k, "a string")),
+        None => Err(SessionError::Missing(k)),
+    }
+}
+
+/// Validate a room id: `!` then an opaque part (room version 12 ids have no `:server`).
+pub fn valid_room_id(r: &str) -> bool {
+    r.len() >= 2
+        && r.len() <= 255
+        && r.starts_with('!')
+        && !r.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// What a decoded session key turned out to be.
+struct DecodedKey {
+    v1_b64: Zeroizing<String>,
+    session_id: String,
+    index: u32,
+}
+
+fn decode_session_key(text: &str) -> Result<DecodedKey, SessionError> {
+    let bytes = Zeroizing::new(
+        LENIENT
+            .decode(text.trim_end_matches('='))
+            .map_err(|_| SessionError::KeyBase64)?,
+    );
+    let version = bytes.first().copied().unwrap_or(0);
+    match (bytes.len(), version) {
+        (EXPORTED_KEY_LEN, 1) => {
+            // Parsing checks the Ed25519 key is a valid point.
+            ExportedSessionKey::from_bytes(&bytes)
+                .map_err(|e| SessionError::KeyInvalid(e.to_string()))?;
+            Ok(DecodedKey {
+                v1_b64: Zeroizing::new(STANDARD_NO_PAD.encode(&bytes[..])),
+                session_id: STANDARD_NO_PAD.encode(&bytes[133..165]),
+                index: u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]),
+            })
+        }
+        (SHARED_KEY_LEN, 2) => {
+            // A sharing-format key: verify its signature, then keep it in export format.
+            let key = SessionKey::from_bytes(&bytes)
+                .map_err(|e| SessionError::KeyInvalid(e.to_string()))?;
+            let session = InboundGroupSession::new(&key, SessionConfig::version_1());
+            let exported = session.export_at_first_known_index();
+            Ok(DecodedKey {
+                v1_b64: Zeroizing::new(exported.to_base64()),
+                session_id: session.session_id(),
+                index: session.first_known_index(),
+            })
+        }
+        (EXPORTED_KEY_LEN | SHARED_KEY_LEN, v) => Err(SessionError::KeyVersion(v)),
+        (n, _) => Err(SessionError::KeyLength(n)),
+    }
+}
+
+impl ExportedSession {
+    /// Parse one array element. Syntax errors condemn the payload; other errors the entry.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, EntryError> {
+        let map: Map<String, Value> = match serde_json::from_slice::<Value>(bytes) {
+            Ok(Value::Object(m)) => m,
+            Ok(_) => return Err(EntryError::Invalid(SessionError::NotAnObject)),
+            Err(e) => return Err(EntryError::Syntax(e.to_string())),
+        };
+        Self::from_map(map).map_err(EntryError::Invalid)
+    }
+
+    /// Build and validate a session from a JSON object (the array element of an export, or a
+    /// backup's decrypted session data with `room_id` and `session_id` added).
+    pub fn from_map(mut m: Map<String, Value>) -> Result<Self, SessionError> {
+        let algorithm = take_string(&mut m, "algorithm")?;
+        if algorithm != MEGOLM_V1 {
+            return Err(SessionError::UnknownAlgorithm(sanitize(&algorithm)));
+        }
+        let room_id = take_string(&mut m, "room_id")?;
+        if !valid_room_id(&room_id) {
+            return Err(SessionError::BadRoomId(sanitize(&room_id)));
+        }
+        let sender_key = take_string(&mut m, "sender_key")?;
+        let sk = LENIENT
+            .decode(sender_key.trim_end_matches('='))
+            .map_err(|_| SessionError::BadSenderKey)?;
+        if sk.len() != 32 {
+            return Err(SessionError::BadSenderKey);
+        }
+        let sender_key = STANDARD_NO_PAD.encode(&sk);
+        let claimed_id = take_string(&mut m, "session_id")?;
+        let mut key_text = Zeroizing::new(take_string(&mut m, "session_key")?);
+        let key = decode_session_key(&key_text)?;
+        key_text.zeroize();
+        let claimed_norm = LENIENT
+            .decode(claimed_id.trim_end_matches('='))
+            .ok()
+            .map(|b| STANDARD_NO_PAD.encode(b));
+        if claimed_norm.as_deref() != Some(key.session_id.as_str()) {
+            return Err(SessionError::IdMismatch {
+                claimed: sanitize(&claimed_id),
+                actual: key.session_id,
+            });
+        }
+        let sender_claimed_keys = match m.remove("sender_claimed_keys") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(o)) => o,
+            Some(_) => return Err(SessionError::WrongType("sender_claimed_keys", "an object")),
+        };
+        let forwarding_curve25519_key_chain = match m.remove("forwarding_curve25519_key_chain") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) if a.iter().all(Value::is_string) => a,
+            Some(_) => {
+                return Err(SessionError::WrongType(
+                    "forwarding_curve25519_key_chain",
+                    "an array of strings",
+                ));
+            }
+        };
+        let mut shared_history = false;
+        for k in SHARED_HISTORY_KEYS {
+            if let Some(v) = m.remove(k) {
+                shared_history |= v == Value::Bool(true);
+            }
+        }
+        Ok(ExportedSession {
+            algorithm,
+            room_id,
+            sender_key,
+            session_id: key.session_id,
+            session_key: key.v1_b64,
+            sender_claimed_keys,
+            forwarding_curve25519_key_chain,
+            shared_history,
+            extra: m,
+            first_known_index: key.index,
+        })
+    }
+
+    /// The first message index this copy can decrypt (from the key itself).
+    pub fn first_known_index(&self) -> u32 {
+        self.first_known_index
+    }
+
+    /// The session key in export format (unpadded base64). Secret.
+    pub fn expose_session_key(&self) -> &str {
+        &self.session_key
+    }
+
+    /// Append the canonical JSON form to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        // Serialising maps, strings and bools into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, self);
+    }
+
+    /// The canonical JSON form.
+    pub fn to_json(&self) -> Zeroizing<Vec<u8>> {
+        let mut v = Zeroizing::new(Vec::with_capacity(700));
+        self.write_json(&mut v);
+        v
+    }
+
+    fn inbound(&self) -> Option<InboundGroupSession> {
+        let key = ExportedSessionKey::from_base64(&self.session_key).ok()?;
+        Some(InboundGroupSession::import(
+            &key,
+            SessionConfig::version_1(),
+        ))
+    }
+
+    /// How `self` (an incoming copy) relates to `held`, the copy already kept.
+    pub fn compare_to(&self, held: &ExportedSession) -> Ordering {
+        if self.room_id != held.room_id
+            || self.session_id != held.session_id
+            || self.sender_key != held.sender_key
+            || self.algorithm != held.algorithm
+        {
+            return Ordering::Unconnected;
+        }
+        match (self.inbound(), held.inbound()) {
+            (Some(mut a), Some(mut b)) => match a.compare(&mut b) {
+                SessionOrdering::Better => Ordering::Better,
+                SessionOrdering::Equal => Ordering::Equal,
+                SessionOrdering::Worse => Ordering::Worse,
+                SessionOrdering::Unconnected => Ordering::Unconnected,
+            },
+            _ => Ordering::Unconnected,
+        }
+    }
+
+    /// Decrypt a Megolm room event's ciphertext (used to prove that keys decrypt history).
+    pub fn decrypt_event(&self, ciphertext: &str) -> Option<(Vec<u8>, u32)> {
+        let mut s = self.inbound()?;
+        let msg = vodozemac::megolm::MegolmMessage::from_base64(ciphertext).ok()?;
+        let d = s.decrypt(&msg).ok()?;
+        Some((d.plaintext, d.message_index))
+    }
+}
+
+impl Serialize for ExportedSession {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(9 + self.extra.len()))?;
+        m.serialize_entry("algorithm", &self.algorithm)?;
+        m.serialize_entry("room_id", &self.room_id)?;
+        m.serialize_entry("sender_key", &self.sender_key)?;
+        m.serialize_entry("session_id", &self.session_id)?;
+        m.serialize_entry("session_key", self.session_key.as_str())?;
+        m.serialize_entry("sender_claimed_keys", &self.sender_claimed_keys)?;
+        m.serialize_entry(
+            "forwarding_curve25519_key_chain",
+            &self.forwarding_curve25519_key_chain,
+        )?;
+        m.serialize_entry("shared_history", &self.shared_history)?;
+        m.serialize_entry("m.shared_history", &self.shared_history)?;
+        for (k, v) in &self.extra {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+/// Parse a whole plaintext JSON array held in memory (small inputs and tests).
+pub fn parse_array(json: &[u8]) -> Result<Vec<Result<ExportedSession, SessionError>>, String> {
+    let mut out = Vec::new();
+    let mut sp = crate::export::ArraySplitter::new();
+    sp.feed::<String>(json, &mut |e| {
+        match e {
+            crate::export::Element::Value { bytes, .. } => {
+                match ExportedSession::from_json(bytes) {
+                    Ok(s) => out.push(Ok(s)),
+                    Err(EntryError::Invalid(e)) => out.push(Err(e)),
+                    Err(EntryError::Syntax(e)) => return Err(e),
+                }
+            }
+            crate::export::Element::Oversized { size, .. } => {
+                out.push(Err(SessionError::TooLarge(size)))
+            }
+        }
+        Ok(())
+    })
+    .map_err(|e| match e {
+        crate::export::FeedError::Split(e) => e.to_string(),
+        crate::export::FeedError::Sink(e) => e,
+    })?;
+    sp.finish().map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// Padded standard base64, for callers that need it.
+pub fn b64_padded(b: &[u8]) -> String {
+    STANDARD.encode(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// matrix-rust-sdk's TEST_EXPORT session (spec brief 7.2/7.3).
+    const KEY: &str = "AQAAAABvWMNZjKFtebYIePKieQguozuoLgzeY6wKcyJjLJcJtQgy1dPqTBD12U+XrYLrRHnlKmxoozlhFqJl456+9hlHCL+yq+6ScFuBHtJepnY1l2bdLb4T0JMDkNsNErkiLiLnD6yp3JDSjIhkdHxmup/huygrmroq6/L5TaThEoqvW4DPIuO14btKudsS34FF82pwjKS4p6Mlch+0efHAblQV";
+    const ID: &str = "gM8i47Xhu0q52xLfgUXzanCMpLinoyVyH7R58cBuVBU";
+
+    fn entry(extra: &str) -> String {
+        format!(
+            r#"{{"algorithm":"m.megolm.v1.aes-sha2","room_id":"!DovneieKSTkdHKpIXy:morpheus.localhost","sender_key":"DeHIg4gwhClxzFYcmNntPNF9YtsdZbmMy8+3kzCMXHA","session_id":"{ID}","session_key":"{KEY}","sender_claimed_keys":{{"ed25519":"x"}},"forwarding_curve25519_key_chain":[]{extra}}}"#
+        )
+    }
+
+    #[test]
+    fn parses_and_derives() {
+        let s = ExportedSession::from_json(entry("").as_bytes()).unwrap();
+        assert_eq!(s.session_id, ID);
+        assert_eq!(s.first_known_index(), 0);
+        assert!(!s.shared_history);
+    }
+
+    #[test]
+    fn unknown_fields_survive_and_flag_is_written_twice() {
+        let s = ExportedSession::from_json(
+            entry(r#","org.matrix.msc3061.shared_history":true,"x.custom":{"a":[1,2]}"#).as_bytes(),
+        )
+        .unwrap();
+        assert!(s.shared_history);
+        let v: Value = serde_json::from_slice(&s.to_json()).unwrap();
+        assert_eq!(v["shared_history"], true);
+        assert_eq!(v["m.shared_history"], true);
+        assert!(v.get("org.matrix.msc3061.shared_history").is_none());
+        assert_eq!(v["x.custom"], serde_json::json!({"a":[1,2]}));
+        let again = ExportedSession::from_json(&s.to_json()).unwrap();
+        assert_eq!(again, s);
+    }
+
+    #[test]
+    fn rejects_bad_entries() {
+        let bad = |e: String| match ExportedSession::from_json(e.as_bytes()) {
+            Err(EntryError::Invalid(e)) => e,
+            other => panic!("{other:?}"),
+        };
+        let good = entry("");
+        assert!(matches!(
+            bad(good.replace(ID, "AAAA")),
+            SessionError::IdMismatch { .. }
+        ));
+        assert!(matches!(
+            bad(good.replace("m.megolm.v1", "m.olm.v1")),
+            SessionError::UnknownAlgorithm(_)
+        ));
+        assert!(matches!(
+            bad(good.replace("!Dovne", "Dovne")),
+            SessionError::BadRoomId(_)
+        ));
+        assert!(matches!(
+            bad(good.replace("AQAAAABv", "AgAAAABv")),
+            SessionError::KeyVersion(2)
+        ));
+        assert!(matches!(
+            bad(good.replace(KEY, &KEY[..100])),
+            SessionError::KeyLength(_)
+        ));
+        assert!(matches!(
+            bad(good.replace(KEY, "!!!")),
+            SessionError::KeyBase64
+        ));
+        assert!(matches!(
+            bad(good.replace("DeHIg4", "De")),
+            SessionError::BadSenderKey
+        ));
+        assert!(matches!(bad("[1]".into()), SessionError::NotAnObject));
+        assert!(matches!(
+            ExportedSession::from_json(b"{\"a\":"),
+            Err(EntryError::Syntax(_))
+        ));
+    }
+
+    #[test]
+    fn accepts_signed_v2_key_and_exports_v1() {
+        let group = vodozemac::megolm::GroupSession::new(SessionConfig::version_1());
+        let v2 = group.session_key().to_base64();
+        let id = group.session_id();
+        let e = entry("").replace(KEY, &v2).replace(ID, &id);
+        let s = ExportedSession::from_json(e.as_bytes()).unwrap();
+        assert!(s.expose_session_key().starts_with("AQ"));
+        assert_eq!(s.session_id, id);
+        // A v2 key with a broken signature is refused.
+        let mut raw = STANDARD_NO_PAD.decode(&v2).unwrap();
+        let last = raw.len() - 1;
+        raw[last] ^= 1;
+        let e = entry("")
+            .replace(KEY, &STANDARD_NO_PAD.encode(&raw))
+            .replace(ID, &id);
+        assert!(matches!(
+            ExportedSession::from_json(e.as_bytes()),
+            Err(EntryError::Invalid(SessionError::KeyInvalid(_)))
+        ));
+    }
+
+    #[test]
+    fn merge_ordering() {
+        let group = vodozemac::megolm::GroupSession::new(SessionConfig::version_1());
+        let mut inbound =
+            InboundGroupSession::new(&group.session_key(), SessionConfig::version_1());
+        let at = |i: &mut InboundGroupSession, n: u32| {
+            let k = i.export_at(n).unwrap().to_base64();
+            let e = entry("").replace(KEY, &k).replace(ID, &group.session_id());
+            ExportedSession::from_json(e.as_bytes()).unwrap()
+        };
+        let s0 = at(&mut inbound, 0);
+        let s5 = at(&mut inbound, 5);
+        assert_eq!(s0.compare_to(&s5), Ordering::Better);
+        assert_eq!(s5.compare_to(&s0), Ordering::Worse);
+        assert_eq!(s5.compare_to(&s5.clone()), Ordering::Equal);
+        // Same session id, different ratchet: a forged copy does not connect.
+        let mut forged_bytes = STANDARD_NO_PAD.decode(s0.expose_session_key()).unwrap();
+        forged_bytes[10] ^= 0xff;
+        let e = entry("")
+            .replace(KEY, &STANDARD_NO_PAD.encode(&forged_bytes))
+            .replace(ID, &group.session_id());
+        let forged = ExportedSession::from_json(e.as_bytes()).unwrap();
+        assert_eq!(forged.compare_to(&s5), Ordering::Unconnected);
+    }
+}
