@@ -1,1 +1,65 @@
-fn main() {}
+//! The `mxkeys` command: parse, run, map errors to exit codes. Everything else is in `cli/`
+//! and in the library.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::exit::{Code, classify};
+use cli::output::Ui;
+
+fn main() -> ExitCode {
+    let args = match cli::Cli::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            // --help and --version are not errors.
+            let code = if e.use_stderr() {
+                Code::Usage
+            } else {
+                Code::Success
+            };
+            let _ = e.print();
+            return code.into();
+        }
+    };
+    let ui = Ui::new(args.global.json, args.global.quiet, args.global.no_progress);
+    cli::output::init_logging(args.global.verbose, args.global.quiet);
+    cli::output::install_interrupt_handler();
+    match cli::run(args, &ui) {
+        Ok(code) => code.into(),
+        Err(err) => report(&ui, &err).into(),
+    }
+}
+
+/// Print an error once (one line plus a hint) and return its exit code.
+fn report(ui: &Ui, err: &anyhow::Error) -> Code {
+    let (code, hint) = classify(err);
+    if is_broken_pipe(err) {
+        return Code::Success;
+    }
+    let message = format!("{err:#}");
+    if ui.json {
+        let v = serde_json::json!({
+            "message_type": "exit_error",
+            "code": code as u8,
+            "message": message,
+            "hint": hint,
+        });
+        eprintln!("{v}");
+    } else {
+        eprintln!("mxkeys: error: {message}");
+        if let Some(h) = hint {
+            eprintln!("hint: {h}");
+        }
+    }
+    code
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -546,3 +546,106 @@ mod tests {
         assert_eq!(forged.compare_to(&s5), Ordering::Unconnected);
     }
 }
+
+/// One parsed entry of an array: its position and the session or why it was rejected.
+pub type ParsedEntry = (usize, Result<ExportedSession, SessionError>);
+
+/// Entries parsed together, in parallel.
+pub const PARSE_BATCH: usize = 2048;
+
+/// Turns a stream of JSON-array bytes into batches of validated sessions.
+///
+/// Elements are buffered [`PARSE_BATCH`] at a time and validated in parallel (Ed25519 point
+/// checks dominate), then handed to the sink in array order. A syntax error anywhere makes
+/// the whole input unusable: `not_array` builds the error for it.
+pub struct SessionStream<'f> {
+    splitter: crate::export::ArraySplitter,
+    pending: Vec<(usize, Zeroizing<Vec<u8>>)>,
+    oversized: Vec<(usize, u64)>,
+    sink: &'f mut dyn FnMut(Vec<ParsedEntry>) -> crate::Result<()>,
+    not_array: fn(String) -> crate::Error,
+}
+
+impl std::fmt::Debug for SessionStream<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionStream").finish_non_exhaustive()
+    }
+}
+
+impl<'f> SessionStream<'f> {
+    /// A stream handing batches to `sink`.
+    pub fn new(
+        not_array: fn(String) -> crate::Error,
+        sink: &'f mut dyn FnMut(Vec<ParsedEntry>) -> crate::Result<()>,
+    ) -> Self {
+        SessionStream {
+            splitter: crate::export::ArraySplitter::new(),
+            pending: Vec::with_capacity(PARSE_BATCH),
+            oversized: Vec::new(),
+            sink,
+            not_array,
+        }
+    }
+
+    /// Feed the next bytes of the array.
+    pub fn feed(&mut self, bytes: &[u8]) -> crate::Result<()> {
+        let pending = &mut self.pending;
+        let oversized = &mut self.oversized;
+        let not_array = self.not_array;
+        let mut full = false;
+        let r = self.splitter.feed::<crate::Error>(bytes, &mut |e| {
+            match e {
+                crate::export::Element::Value { index, bytes } => {
+                    pending.push((index, Zeroizing::new(bytes.to_vec())))
+                }
+                crate::export::Element::Oversized { index, size } => oversized.push((index, size)),
+            }
+            full |= pending.len() >= PARSE_BATCH;
+            Ok(())
+        });
+        r.map_err(|e| match e {
+            crate::export::FeedError::Split(e) => not_array(format!("not a JSON array: {e}")),
+            crate::export::FeedError::Sink(e) => e,
+        })?;
+        if full {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> crate::Result<()> {
+        use rayon::prelude::*;
+        if self.pending.is_empty() && self.oversized.is_empty() {
+            return Ok(());
+        }
+        let parsed: Vec<(usize, Result<ExportedSession, EntryError>)> = self
+            .pending
+            .par_iter()
+            .map(|(i, b)| (*i, ExportedSession::from_json(b)))
+            .collect();
+        self.pending.clear();
+        let mut out: Vec<ParsedEntry> = Vec::with_capacity(parsed.len() + self.oversized.len());
+        for (i, r) in parsed {
+            match r {
+                Ok(s) => out.push((i, Ok(s))),
+                Err(EntryError::Invalid(e)) => out.push((i, Err(e))),
+                Err(EntryError::Syntax(e)) => {
+                    return Err((self.not_array)(format!("invalid JSON in entry {i}: {e}")));
+                }
+            }
+        }
+        for (i, size) in self.oversized.drain(..) {
+            out.push((i, Err(SessionError::TooLarge(size))));
+        }
+        out.sort_by_key(|(i, _)| *i);
+        (self.sink)(out)
+    }
+
+    /// End of input: flush the last batch; returns the number of entries.
+    pub fn finish(mut self) -> crate::Result<usize> {
+        self.flush()?;
+        self.splitter
+            .finish()
+            .map_err(|e| (self.not_array)(format!("not a JSON array: {e}")))
+    }
+}

@@ -88,7 +88,7 @@ impl StoreError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             StoreError::NotFound(_) => ErrorKind::NotFound,
-            StoreError::AlreadyExists(_) => ErrorKind::Usage,
+            StoreError::AlreadyExists(_) => ErrorKind::Other,
             StoreError::Busy => ErrorKind::Busy,
             StoreError::WrongPassphrase => ErrorKind::WrongSecret,
             StoreError::Corrupt(_) => ErrorKind::InvalidInput,
@@ -388,6 +388,17 @@ impl Locked {
         }
     }
 
+    /// Facts about the store (no passphrase needed).
+    pub fn info(&self) -> StoreResult<StoreInfo> {
+        let rounds = (self.protection == Protection::Sealed).then_some(self.rounds);
+        info(&self.conn, &self.dir, self.protection, rounds)
+    }
+
+    /// Rooms and session counts (no passphrase needed: ids are stored in the clear).
+    pub fn list(&self, rooms: &[String]) -> StoreResult<Vec<RoomSummary>> {
+        list(&self.conn, rooms)
+    }
+
     fn into_store(self, sealer: Sealer) -> Store {
         Store {
             conn: self.conn,
@@ -674,6 +685,48 @@ impl Store {
             counts: MergeCounts::default(),
         })
     }
+}
+
+fn info(
+    conn: &Connection,
+    dir: &Path,
+    protection: Protection,
+    kdf_rounds: Option<u32>,
+) -> StoreResult<StoreInfo> {
+    let (sessions, rooms): (i64, i64) = conn.query_row(
+        "SELECT COUNT(*), COUNT(DISTINCT room_id) FROM sessions",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(StoreInfo {
+        path: dir.to_path_buf(),
+        protection,
+        kdf_rounds,
+        sessions: sessions as u64,
+        rooms: rooms as u64,
+    })
+}
+
+fn list(conn: &Connection, rooms: &[String]) -> StoreResult<Vec<RoomSummary>> {
+    let mut sql =
+        String::from("SELECT room_id, COUNT(*), MIN(first_index), MAX(first_index) FROM sessions");
+    if !rooms.is_empty() {
+        sql.push_str(&format!(
+            " WHERE room_id IN ({})",
+            placeholders(rooms.len())
+        ));
+    }
+    sql.push_str(" GROUP BY room_id ORDER BY room_id");
+    let mut st = conn.prepare(&sql)?;
+    let rows = st.query_map(params_from_iter(rooms.iter()), |r| {
+        Ok(RoomSummary {
+            room_id: r.get(0)?,
+            sessions: r.get::<_, i64>(1)? as u64,
+            min_first_index: r.get::<_, i64>(2)? as u32,
+            max_first_index: r.get::<_, i64>(3)? as u32,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
 /// Rows unsealed or sealed together in parallel.

@@ -504,11 +504,6 @@ impl<R: Read> ArmorDecoder<R> {
     fn finish_footer_line(&mut self, newline: bool) -> Result<()> {
         let line = trim_ascii(&self.marker);
         if !self.marker_overflow && line == FOOTER.as_bytes() {
-            // Close the last body line's statistics.
-            let line_no = self.line_no;
-            self.line_has_content = false;
-            self.end_body_line();
-            self.line_no = line_no;
             if self.marker.ends_with(b"\r") {
                 self.saw_crlf = true;
             } else if newline {
@@ -741,6 +736,11 @@ mod tests {
         assert_eq!(info.wrap_width, Some(128));
         assert!(info.padded && info.final_newline);
         assert_eq!(info.line_ending, LineEnding::Lf);
+        assert!(!info.blank_lines && !info.indented && !info.text_before_header);
+        assert_eq!(
+            info.describe(),
+            "LF, 128-column lines, padded base64, final newline"
+        );
     }
 
     #[test]

@@ -329,6 +329,18 @@ impl<R: Read + Seek> UnlockedExport<R> {
         Ok(())
     }
 
+    /// Pass 3, parsed into validated sessions in batches (see [`crate::session::SessionStream`]).
+    /// Returns the number of entries.
+    pub fn for_each_session_batch(
+        &mut self,
+        progress: &dyn Progress,
+        sink: &mut dyn FnMut(Vec<crate::session::ParsedEntry>) -> Result<()>,
+    ) -> Result<usize> {
+        let mut stream = crate::session::SessionStream::new(Error::NotAKeyExport, sink);
+        self.decrypt_to(progress, &mut |pt| stream.feed(pt))?;
+        stream.finish()
+    }
+
     /// Pass 3, split into the elements of the JSON array. Returns the number of elements.
     ///
     /// A plaintext that is not a JSON array is [`Error::NotAKeyExport`].

@@ -1,0 +1,87 @@
+//! `mxkeys export`: write sessions from the store to an export file.
+
+use mxkeys::export::{ExportWriter, SessionWriter};
+use mxkeys::progress::{self, Progress};
+use mxkeys::store::{Access, Filter};
+
+use super::{Context, Sink, output_label, rounds_for_new_file};
+use crate::cli::ExportArgs;
+use crate::cli::exit::{CliError, Code};
+use crate::cli::secrets_in::{self, Purpose};
+
+/// Run `export`.
+pub fn run(ctx: &Context<'_>, a: ExportArgs) -> anyhow::Result<Code> {
+    let out = Some(a.output.as_path());
+    Sink::precheck(out, a.out.force)?;
+    let store = ctx.open_store(Access::Read, false)?;
+    let filter = Filter {
+        rooms: a.rooms.clone(),
+        sessions: a.sessions.clone(),
+    };
+    let n = store.count(&filter)?;
+    if n == 0 {
+        let (msg, hint) = if a.rooms.is_empty() && a.sessions.is_empty() {
+            (
+                "the key store holds no sessions",
+                "import an export file first: mxkeys import FILE",
+            )
+        } else {
+            (
+                "no session in the store matches --room/--session",
+                "see which rooms the store holds with: mxkeys list",
+            )
+        };
+        return Err(CliError::new(Code::NotFound, msg, hint));
+    }
+    let rounds = rounds_for_new_file(ctx.ui, a.write.rounds);
+    let (pass, _) = secrets_in::export_passphrase(&a.passphrase).resolve(
+        ctx.ui,
+        Purpose::New {
+            allow_empty: a.write.insecure_empty_passphrase,
+        },
+        false,
+    )?;
+    let bar = ctx.ui.bar();
+    let sink = Sink::open(out, a.out.force)?;
+    let mut w = SessionWriter::new(ExportWriter::new(sink, &pass, rounds)?);
+    bar.phase("exporting", n);
+    // Sessions come ordered by room, so counting room changes counts rooms.
+    let mut last_room = String::new();
+    let mut rooms = 0u64;
+    store.for_each_session(&filter, &mut |s| {
+        w.push(&s)?;
+        if s.room_id != last_room {
+            rooms += 1;
+            last_room.clone_from(&s.room_id);
+        }
+        bar.advance(1);
+        progress::check(&bar)
+    })?;
+    let written = w.count();
+    let sink = w.finish()?;
+    sink.commit()?;
+    bar.finish();
+    let label = output_label(out);
+    if ctx.ui.json {
+        if label == "stdout" {
+            // stdout carries the export itself; the report goes to stderr.
+            eprintln!(
+                "{}",
+                serde_json::json!({"message_type": "summary", "output": label, "sessions": written, "rooms": rooms, "rounds": rounds})
+            );
+        } else {
+            ctx.ui.print_json(&serde_json::json!({
+                "output": label,
+                "sessions": written,
+                "rooms": rooms,
+                "rounds": rounds,
+            }))?;
+        }
+    } else {
+        ctx.ui.note(&format!(
+            "Exported {written} sessions from {} rooms to {label} ({rounds} PBKDF2 rounds).",
+            rooms
+        ));
+    }
+    Ok(Code::Success)
+}

@@ -1,0 +1,56 @@
+//! `mxkeys list`: rooms and session counts in the store (never keys, no passphrase needed).
+
+use mxkeys::store::Access;
+
+use super::Context;
+use crate::cli::ListArgs;
+use crate::cli::exit::Code;
+
+/// Run `list`.
+pub fn run(ctx: &Context<'_>, a: ListArgs) -> anyhow::Result<Code> {
+    let store = ctx.open_store_locked(Access::Read)?;
+    let rooms = store.list(&a.rooms)?;
+    let info = store.info()?;
+    let total: u64 = rooms.iter().map(|r| r.sessions).sum();
+    if ctx.ui.json {
+        ctx.ui.print_json(&serde_json::json!({
+            "store": info,
+            "rooms": rooms,
+            "sessions": total,
+        }))?;
+        return Ok(Code::Success);
+    }
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let width = rooms
+        .iter()
+        .map(|r| mxkeys::session::sanitize(&r.room_id).chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    writeln!(out, "{:<width$}  {:>8}  FIRST INDEX", "ROOM", "SESSIONS")?;
+    for r in &rooms {
+        let idx = if r.min_first_index == r.max_first_index {
+            r.min_first_index.to_string()
+        } else {
+            format!("{}-{}", r.min_first_index, r.max_first_index)
+        };
+        writeln!(
+            out,
+            "{:<width$}  {:>8}  {idx}",
+            mxkeys::session::sanitize(&r.room_id),
+            r.sessions
+        )?;
+    }
+    out.flush()?;
+    ctx.ui.note(&format!(
+        "{total} sessions in {} rooms ({} store at {})",
+        rooms.len(),
+        match info.protection {
+            mxkeys::store::Protection::Sealed => "sealed",
+            mxkeys::store::Protection::Unsealed => "unsealed",
+        },
+        info.path.display()
+    ));
+    Ok(Code::Success)
+}

@@ -1,0 +1,380 @@
+//! One module per command, each with a `run` function; shared plumbing lives here.
+
+pub mod decrypt;
+pub mod encrypt;
+pub mod export;
+pub mod import;
+pub mod init;
+pub mod inspect;
+pub mod list;
+pub mod merge;
+pub mod reencrypt;
+
+use std::fs::File;
+use std::io::{BufWriter, Stdout, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use mxkeys::export::{ExportReader, Limits, UnlockedExport};
+use mxkeys::fs::{AtomicFile, Overwrite};
+use mxkeys::progress::Progress;
+use mxkeys::secret::Passphrase;
+use mxkeys::store::{Access, Locked, Protection, Store, StoreError};
+
+use super::GlobalArgs;
+use super::exit::{CliError, Code};
+use super::output::Ui;
+use super::secrets_in::{self, Origin, Purpose, Source};
+
+/// Tries at a terminal prompt before giving up on a passphrase.
+const PROMPT_TRIES: u32 = 3;
+
+/// What every command needs.
+pub struct Context<'a> {
+    /// Output settings.
+    pub ui: &'a Ui,
+    /// Global flags.
+    pub global: &'a GlobalArgs,
+    store_dir: Option<PathBuf>,
+}
+
+/// The default store directory: `$XDG_DATA_HOME/mxkeys`, else `~/.local/share/mxkeys`.
+fn default_store_dir() -> Option<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return Some(PathBuf::from(x).join("mxkeys"));
+    }
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|h| PathBuf::from(h).join(".local/share/mxkeys"))
+}
+
+impl<'a> Context<'a> {
+    /// Build the context from the global flags.
+    pub fn new(global: &'a GlobalArgs, ui: &'a Ui) -> anyhow::Result<Self> {
+        let store_dir = global.store.clone().or_else(default_store_dir);
+        Ok(Context {
+            ui,
+            global,
+            store_dir,
+        })
+    }
+
+    /// The store directory.
+    pub fn store_dir(&self) -> anyhow::Result<&Path> {
+        self.store_dir.as_deref().ok_or_else(|| {
+            CliError::usage(
+                "no key store directory: HOME and XDG_DATA_HOME are unset",
+                "give --store DIR or set MXKEYS_STORE",
+            )
+        })
+    }
+
+    /// Open the store (not unlocked): enough for listing.
+    pub fn open_store_locked(&self, access: Access) -> anyhow::Result<Locked> {
+        Ok(Store::open(self.store_dir()?, access)?)
+    }
+
+    /// Open and unlock the store, asking for its passphrase when it is sealed.
+    pub fn open_store(&self, access: Access, stdin_is_data: bool) -> anyhow::Result<Store> {
+        let locked = self.open_store_locked(access)?;
+        if locked.protection() == Protection::Unsealed {
+            return locked.unlock(None).map_err(|(_, e)| e.into());
+        }
+        let source = secrets_in::store_passphrase(self.global);
+        let (mut pass, origin) = source.resolve(self.ui, Purpose::Existing, stdin_is_data)?;
+        let mut locked = locked;
+        let mut tries = 1;
+        loop {
+            match locked.unlock(Some(&pass)) {
+                Ok(s) => return Ok(s),
+                Err((l, StoreError::WrongPassphrase))
+                    if origin == Origin::Prompt && tries < PROMPT_TRIES =>
+                {
+                    eprintln!("Wrong store passphrase, try again.");
+                    locked = l;
+                    tries += 1;
+                    pass =
+                        Passphrase::from_string(rpassword::prompt_password("Store passphrase: ")?);
+                }
+                Err((_, e)) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// An input export file made seekable.
+pub struct Input {
+    /// How to name it in messages.
+    pub label: String,
+    /// The open file (stdin is spooled to an unlinked temporary file).
+    pub file: File,
+}
+
+/// Open an input path; `-` is stdin.
+pub fn open_input(path: &Path) -> anyhow::Result<Input> {
+    if path == Path::new("-") {
+        let file = mxkeys::export::spool(std::io::stdin().lock())?;
+        return Ok(Input {
+            label: "stdin".into(),
+            file,
+        });
+    }
+    let label = path.display().to_string();
+    let file = File::open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            mxkeys::Error::FileNotFound {
+                path: label.clone(),
+            }
+        } else {
+            mxkeys::Error::io(format!("opening {label}"), e)
+        }
+    })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| mxkeys::Error::io(format!("opening {label}"), e))?;
+    if meta.is_dir() {
+        return Err(CliError::new(
+            Code::Invalid,
+            format!("{label} is a directory"),
+            "give the path of an export file",
+        ));
+    }
+    if !meta.is_file() {
+        // A FIFO or character device: make it seekable.
+        let file = mxkeys::export::spool(file)?;
+        return Ok(Input { label, file });
+    }
+    Ok(Input { label, file })
+}
+
+/// At most one input may be stdin.
+pub fn check_stdin_once(paths: &[PathBuf]) -> anyhow::Result<bool> {
+    let n = paths.iter().filter(|p| p.as_os_str() == "-").count();
+    if n > 1 {
+        return Err(CliError::usage(
+            "stdin ('-') is given more than once",
+            "give each input file by name",
+        ));
+    }
+    Ok(n == 1)
+}
+
+/// Check an export file's structure (pass 1): no passphrase needed.
+pub fn open_export(
+    input: Input,
+    limits: &Limits,
+    progress: &dyn Progress,
+) -> anyhow::Result<(String, ExportReader<File>)> {
+    let label = input.label;
+    let r = ExportReader::open(input.file, limits, progress).with_context(|| label.clone())?;
+    Ok((label, r))
+}
+
+/// Unlocks export files with one passphrase, asking again per file at a terminal.
+pub struct ExportUnlocker {
+    source: Source,
+    stdin_is_data: bool,
+    current: Option<(Passphrase, Origin)>,
+}
+
+impl ExportUnlocker {
+    /// Unlocker for `source`.
+    pub fn new(source: Source, stdin_is_data: bool) -> Self {
+        ExportUnlocker {
+            source,
+            stdin_is_data,
+            current: None,
+        }
+    }
+
+    /// The passphrase that unlocked the last file (to reuse for an output).
+    pub fn passphrase(&self) -> Option<&Passphrase> {
+        self.current.as_ref().map(|(p, _)| p)
+    }
+
+    /// Unlock `reader`, verifying its MAC.
+    pub fn unlock(
+        &mut self,
+        ui: &Ui,
+        label: &str,
+        reader: ExportReader<File>,
+        progress: &dyn Progress,
+    ) -> anyhow::Result<UnlockedExport<File>> {
+        if self.current.is_none() {
+            self.current = Some(
+                self.source
+                    .resolve(ui, Purpose::Existing, self.stdin_is_data)?,
+            );
+        }
+        let mut reader = reader;
+        let mut tries = 1;
+        loop {
+            let Some((pass, origin)) = &self.current else {
+                return Err(CliError::new(Code::Failure, "no passphrase", ""));
+            };
+            let origin = *origin;
+            match reader.unlock(pass, progress) {
+                Ok(u) => return Ok(u),
+                Err((r, mxkeys::Error::WrongPassphraseOrModified))
+                    if origin == Origin::Prompt && tries < PROMPT_TRIES =>
+                {
+                    eprintln!(
+                        "Wrong passphrase for {label} (or the file was modified), try again."
+                    );
+                    reader = r;
+                    tries += 1;
+                    self.current = Some((self.source.prompt_again(label)?, Origin::Prompt));
+                }
+                Err((_, e)) => return Err(anyhow::Error::new(e).context(label.to_string())),
+            }
+        }
+    }
+}
+
+/// Where output goes: an atomic file, or stdout.
+pub enum Sink {
+    /// A file that appears only on commit.
+    File(AtomicFile),
+    /// Standard output.
+    Stdout(BufWriter<Stdout>),
+}
+
+impl Sink {
+    /// Open `path` (`-` or `None` for stdout). Checks for an existing file first.
+    pub fn open(path: Option<&Path>, force: bool) -> anyhow::Result<Sink> {
+        match path {
+            None => Ok(Sink::Stdout(BufWriter::with_capacity(
+                256 * 1024,
+                std::io::stdout(),
+            ))),
+            Some(p) if p == Path::new("-") => Ok(Sink::Stdout(BufWriter::with_capacity(
+                256 * 1024,
+                std::io::stdout(),
+            ))),
+            Some(p) => Ok(Sink::File(AtomicFile::create(p, overwrite(force))?)),
+        }
+    }
+
+    /// Fail early if the output file exists and `--force` was not given.
+    pub fn precheck(path: Option<&Path>, force: bool) -> anyhow::Result<()> {
+        if let Some(p) = path
+            && p != Path::new("-")
+        {
+            mxkeys::fs::check_output(p, overwrite(force))?;
+        }
+        Ok(())
+    }
+
+    /// Make the output final.
+    pub fn commit(self) -> anyhow::Result<()> {
+        match self {
+            Sink::File(f) => Ok(f.commit()?),
+            Sink::Stdout(mut s) => Ok(s.flush()?),
+        }
+    }
+}
+
+fn overwrite(force: bool) -> Overwrite {
+    if force {
+        Overwrite::Replace
+    } else {
+        Overwrite::Refuse
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sink::File(f) => f.write(buf),
+            Sink::Stdout(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::File(f) => f.flush(),
+            Sink::Stdout(s) => s.flush(),
+        }
+    }
+}
+
+/// Name an output for messages.
+pub fn output_label(path: Option<&Path>) -> String {
+    match path {
+        None => "stdout".into(),
+        Some(p) if p == Path::new("-") => "stdout".into(),
+        Some(p) => p.display().to_string(),
+    }
+}
+
+/// Rounds for a new file, with the spec's warning below 100,000.
+pub fn rounds_for_new_file(ui: &Ui, rounds: Option<u32>) -> u32 {
+    let r = rounds.unwrap_or(mxkeys::export::DEFAULT_ROUNDS);
+    if r < mxkeys::export::RECOMMENDED_MIN_ROUNDS {
+        ui.warn(&format!(
+            "{r} PBKDF2 rounds is below the 100000 the Matrix spec asks for; the file is easier to brute-force"
+        ));
+    }
+    r
+}
+
+/// A rejected entry, for reports.
+#[derive(Debug, serde::Serialize)]
+pub struct Rejection {
+    /// Which input.
+    pub file: String,
+    /// Position in its array, from 0.
+    pub index: usize,
+    /// Why.
+    pub reason: String,
+}
+
+/// A conflicting session, for reports.
+#[derive(Debug, serde::Serialize)]
+pub struct Conflict {
+    /// Which input.
+    pub file: String,
+    /// Room.
+    pub room_id: String,
+    /// Session.
+    pub session_id: String,
+}
+
+/// Entries listed individually in reports (the counts are always complete).
+pub const MAX_LISTED: usize = 1000;
+
+/// Print rejections and conflicts as warnings (a few) for humans.
+pub fn warn_entries(
+    ui: &Ui,
+    rejections: &[Rejection],
+    conflicts: &[Conflict],
+    total_rejected: u64,
+    total_conflicts: u64,
+) {
+    const SHOWN: usize = 10;
+    for r in rejections.iter().take(SHOWN) {
+        ui.warn(&format!(
+            "{}: entry {} rejected: {}",
+            r.file, r.index, r.reason
+        ));
+    }
+    if total_rejected as usize > SHOWN {
+        ui.warn(&format!(
+            "... and {} more rejected entries (--json lists them)",
+            total_rejected as usize - SHOWN
+        ));
+    }
+    for c in conflicts.iter().take(SHOWN) {
+        ui.warn(&format!(
+            "{}: session {} in {} conflicts with the copy already held (their ratchets do not connect); kept the held copy",
+            c.file,
+            c.session_id,
+            mxkeys::session::sanitize(&c.room_id)
+        ));
+    }
+    if total_conflicts as usize > SHOWN {
+        ui.warn(&format!(
+            "... and {} more conflicts (--json lists them)",
+            total_conflicts as usize - SHOWN
+        ));
+    }
+}

@@ -1,0 +1,336 @@
+//! Where secrets come from: a file, a file descriptor, a command, the environment, or a
+//! prompt on the terminal, in that order. Never a plain argument.
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use mxkeys::secret::Passphrase;
+use zeroize::Zeroizing;
+
+use super::exit::CliError;
+use super::output::Ui;
+
+/// Every environment variable that may hold a secret; removed from the environment of any
+/// child process mxkeys starts.
+pub const SECRET_ENV_VARS: &[&str] = &[
+    "MXKEYS_PASSPHRASE",
+    "MXKEYS_NEW_PASSPHRASE",
+    "MXKEYS_STORE_PASSPHRASE",
+    "MXKEYS_PASSWORD",
+    "MXKEYS_ACCESS_TOKEN",
+    "MXKEYS_RECOVERY_KEY",
+    "MXKEYS_SECURITY_PHRASE",
+];
+
+/// A secret's possible sources.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// What it is, for prompts and messages ("export passphrase").
+    pub what: &'static str,
+    /// Flag name stem, e.g. "passphrase" for --passphrase-file.
+    pub flag: &'static str,
+    /// Environment variable stem, e.g. "MXKEYS_PASSPHRASE".
+    pub env: &'static str,
+    /// --X-file.
+    pub file: Option<PathBuf>,
+    /// --X-fd.
+    pub fd: Option<i32>,
+    /// --X-command.
+    pub command: Option<String>,
+}
+
+/// Where a secret actually came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A file, fd, command or environment variable.
+    Given,
+    /// Typed at the terminal.
+    Prompt,
+}
+
+/// Is the secret for reading something that exists, or for something new?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Unlock an existing file or store (empty allowed).
+    Existing,
+    /// Protect a new file or store (asked twice; empty needs an explicit opt-in).
+    New {
+        /// `--insecure-empty-passphrase` was given.
+        allow_empty: bool,
+    },
+}
+
+impl Source {
+    /// Were any explicit sources (flags or environment) given?
+    pub fn is_given(&self) -> bool {
+        self.file.is_some()
+            || self.fd.is_some()
+            || self.command.is_some()
+            || std::env::var_os(format!("{}_FILE", self.env)).is_some()
+            || std::env::var_os(self.env).is_some()
+    }
+
+    fn flags(&self) -> String {
+        format!(
+            "--{f}-file PATH, --{f}-fd N, --{f}-command CMD, {e}_FILE or {e}",
+            f = self.flag,
+            e = self.env
+        )
+    }
+
+    /// Resolve the secret. `stdin_is_data`: stdin carries input data, so `-` is refused.
+    pub fn resolve(
+        &self,
+        ui: &Ui,
+        purpose: Purpose,
+        stdin_is_data: bool,
+    ) -> anyhow::Result<(Passphrase, Origin)> {
+        let explicit = [
+            self.file.is_some(),
+            self.fd.is_some(),
+            self.command.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if explicit > 1 {
+            return Err(CliError::usage(
+                format!("more than one source given for the {}", self.what),
+                format!(
+                    "give only one of --{f}-file, --{f}-fd, --{f}-command",
+                    f = self.flag
+                ),
+            ));
+        }
+        let got = if let Some(p) = &self.file {
+            Some(self.read_file(ui, p, stdin_is_data)?)
+        } else if let Some(fd) = self.fd {
+            Some(self.read_fd(fd)?)
+        } else if let Some(cmd) = &self.command {
+            Some(self.run_command(cmd)?)
+        } else if let Some(p) = std::env::var_os(format!("{}_FILE", self.env)) {
+            Some(self.read_file(ui, Path::new(&p), stdin_is_data)?)
+        } else if let Some(v) = std::env::var_os(self.env) {
+            use std::os::unix::ffi::OsStringExt;
+            Some(Passphrase::new(v.into_vec()))
+        } else {
+            None
+        };
+        if let Some(p) = got {
+            if let Purpose::New { allow_empty: false } = purpose
+                && p.is_empty()
+            {
+                return Err(mxkeys::Error::EmptyPassphrase.into());
+            }
+            return Ok((p, Origin::Given));
+        }
+        if !ui.interactive {
+            return Err(CliError::usage(
+                format!(
+                    "the {} is needed, and there is no terminal to ask on",
+                    self.what
+                ),
+                format!("give it with {}", self.flags()),
+            ));
+        }
+        Ok((self.prompt(purpose)?, Origin::Prompt))
+    }
+
+    /// Ask again on the terminal (after a wrong passphrase), naming what it is for.
+    pub fn prompt_again(&self, label: &str) -> anyhow::Result<Passphrase> {
+        let s = rpassword::prompt_password(format!("{} for {label}: ", capitalize(self.what)))?;
+        Ok(Passphrase::from_string(s))
+    }
+
+    fn prompt(&self, purpose: Purpose) -> anyhow::Result<Passphrase> {
+        let first = Passphrase::from_string(rpassword::prompt_password(format!(
+            "{}: ",
+            capitalize(self.what)
+        ))?);
+        if let Purpose::New { allow_empty } = purpose {
+            if first.is_empty() && !allow_empty {
+                return Err(mxkeys::Error::EmptyPassphrase.into());
+            }
+            let second = Passphrase::from_string(rpassword::prompt_password(format!(
+                "{} (again): ",
+                capitalize(self.what)
+            ))?);
+            if !first.ct_eq(&second) {
+                return Err(CliError::usage(
+                    "the two passphrases differ",
+                    "run the command again and type the same passphrase twice",
+                ));
+            }
+        }
+        Ok(first)
+    }
+
+    fn read_file(&self, ui: &Ui, p: &Path, stdin_is_data: bool) -> anyhow::Result<Passphrase> {
+        if p == Path::new("-") {
+            if stdin_is_data {
+                return Err(CliError::usage(
+                    format!("stdin cannot carry both the data and the {}", self.what),
+                    format!("use --{}-fd N or a file for the secret", self.flag),
+                ));
+            }
+            let mut buf = Zeroizing::new(Vec::new());
+            std::io::stdin().lock().read_to_end(&mut buf)?;
+            return Ok(strip_newline(buf));
+        }
+        let meta = std::fs::metadata(p).map_err(|e| {
+            anyhow::Error::new(mxkeys::Error::io(
+                format!("reading the {} from {}", self.what, p.display()),
+                e,
+            ))
+        })?;
+        if meta.permissions().mode() & 0o077 != 0 && meta.is_file() {
+            ui.warn(&format!(
+                "{} holds the {} and can be read by other users; run: chmod 600 {}",
+                p.display(),
+                self.what,
+                p.display()
+            ));
+        }
+        let mut buf = Zeroizing::new(Vec::new());
+        std::fs::File::open(p)
+            .and_then(|mut f| f.read_to_end(&mut buf))
+            .map_err(|e| {
+                mxkeys::Error::io(format!("reading the {} from {}", self.what, p.display()), e)
+            })?;
+        Ok(strip_newline(buf))
+    }
+
+    fn read_fd(&self, fd: i32) -> anyhow::Result<Passphrase> {
+        if fd < 0 {
+            return Err(CliError::usage(
+                format!("--{}-fd {fd} is not a file descriptor", self.flag),
+                "give a descriptor number such as 3, opened by the shell: 3<secret.txt",
+            ));
+        }
+        let path = format!("/dev/fd/{fd}");
+        let mut buf = Zeroizing::new(Vec::new());
+        std::fs::File::open(&path)
+            .and_then(|mut f| f.read_to_end(&mut buf))
+            .map_err(|e| {
+                CliError::usage(
+                    format!(
+                        "cannot read the {} from file descriptor {fd}: {e}",
+                        self.what
+                    ),
+                    format!(
+                        "open it in the shell first, e.g. --{}-fd 3 3<secret.txt",
+                        self.flag
+                    ),
+                )
+            })?;
+        Ok(strip_newline(buf))
+    }
+
+    fn run_command(&self, cmd: &str) -> anyhow::Result<Passphrase> {
+        let words = shlex::split(cmd).filter(|w| !w.is_empty()).ok_or_else(|| {
+            CliError::usage(
+                format!("--{}-command is empty or badly quoted", self.flag),
+                "give a program and its arguments, e.g. --passphrase-command 'pass show matrix/keys'",
+            )
+        })?;
+        let mut c = Command::new(&words[0]);
+        c.args(&words[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for v in SECRET_ENV_VARS {
+            c.env_remove(v);
+        }
+        let out = c.output().map_err(|e| {
+            CliError::usage(
+                format!("cannot run the {} command {:?}: {e}", self.what, words[0]),
+                "check that the program exists and is on PATH",
+            )
+        })?;
+        let stdout = Zeroizing::new(out.stdout);
+        if !out.status.success() {
+            return Err(CliError::usage(
+                format!("the {} command failed ({})", self.what, out.status),
+                "run the command by hand to see why",
+            ));
+        }
+        Ok(strip_newline(Zeroizing::new(stdout.to_vec())))
+    }
+}
+
+/// Strip one trailing "\n" or "\r\n", nothing else.
+pub fn strip_newline(mut buf: Zeroizing<Vec<u8>>) -> Passphrase {
+    if buf.ends_with(b"\r\n") {
+        let n = buf.len() - 2;
+        buf.truncate(n);
+    } else if buf.ends_with(b"\n") {
+        let n = buf.len() - 1;
+        buf.truncate(n);
+    }
+    Passphrase::new(std::mem::take(&mut *buf))
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// The export-file passphrase sources from the flags.
+pub fn export_passphrase(a: &super::PassphraseArgs) -> Source {
+    Source {
+        what: "export passphrase",
+        flag: "passphrase",
+        env: "MXKEYS_PASSPHRASE",
+        file: a.passphrase_file.clone(),
+        fd: a.passphrase_fd,
+        command: a.passphrase_command.clone(),
+    }
+}
+
+/// The new-passphrase sources from the flags.
+pub fn new_passphrase(a: &super::NewPassphraseArgs) -> Source {
+    Source {
+        what: "new export passphrase",
+        flag: "new-passphrase",
+        env: "MXKEYS_NEW_PASSPHRASE",
+        file: a.new_passphrase_file.clone(),
+        fd: a.new_passphrase_fd,
+        command: a.new_passphrase_command.clone(),
+    }
+}
+
+/// The store passphrase sources from the global flags.
+pub fn store_passphrase(g: &super::GlobalArgs) -> Source {
+    Source {
+        what: "store passphrase",
+        flag: "store-passphrase",
+        env: "MXKEYS_STORE_PASSPHRASE",
+        file: g.store_passphrase_file.clone(),
+        fd: g.store_passphrase_fd,
+        command: g.store_passphrase_command.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_one_newline_only() {
+        let s = |b: &[u8]| {
+            strip_newline(Zeroizing::new(b.to_vec()))
+                .expose_secret()
+                .to_vec()
+        };
+        assert_eq!(s(b"pw\n"), b"pw");
+        assert_eq!(s(b"pw\r\n"), b"pw");
+        assert_eq!(s(b"pw\n\n"), b"pw\n");
+        assert_eq!(s(b" pw "), b" pw ");
+        assert_eq!(s(b""), b"");
+    }
+}
