@@ -64,7 +64,10 @@ pub(crate) const LENIENT: GeneralPurpose = GeneralPurpose::new(
 
 /// Decode padding-indifferent base64 into a buffer that is zeroized on drop.
 pub(crate) fn b64decode(s: &str) -> Option<Zeroizing<Vec<u8>>> {
-    LENIENT.decode(s.trim_end_matches('=')).ok().map(Zeroizing::new)
+    LENIENT
+        .decode(s.trim_end_matches('='))
+        .ok()
+        .map(Zeroizing::new)
 }
 
 /// `HKDF-SHA256(salt = 32 zero bytes, ikm, info)` to `N` bytes (the Matrix key-backup and
@@ -98,14 +101,12 @@ pub enum BackupError {
     #[error("the decrypted session data is not a JSON object: {0}")]
     NotJson(String),
     /// The decrypted plaintext names a different room or session than the backup entry.
-    #[error("the decrypted session data says {field} {found}, but it is stored under {expected}")]
+    #[error("the decrypted session data says {field} {found}, not the one it is stored under")]
     IdMismatch {
         /// `room_id` or `session_id`.
         field: &'static str,
         /// What the plaintext says (sanitised).
         found: String,
-        /// Where the server stored it (sanitised).
-        expected: String,
     },
     /// The decrypted plaintext is not a valid Megolm session.
     #[error("room {room_id}, session {session_id}: {source}")]
@@ -114,9 +115,9 @@ pub enum BackupError {
         room_id: String,
         /// Session id the entry was stored under (sanitised).
         session_id: String,
-        /// What is wrong with it.
+        /// What is wrong with it (boxed to keep the error small).
         #[source]
-        source: SessionError,
+        source: Box<SessionError>,
     },
     /// Legacy passphrase parameters in `auth_data` that cannot be used.
     #[error("unusable backup passphrase parameters: {0}")]
@@ -293,7 +294,9 @@ impl BackupDecryptionKey {
             )));
         }
 
-        let shared = self.secret().diffie_hellman(&X25519PublicKey::from(ephemeral));
+        let shared = self
+            .secret()
+            .diffie_hellman(&X25519PublicKey::from(ephemeral));
         if !shared.was_contributory() {
             return Err(BackupError::Malformed(
                 "ephemeral is a weak key (all-zero shared secret)".into(),
@@ -342,11 +345,8 @@ impl BackupDecryptionKey {
                         Value::String(s) => sanitize(s),
                         v => sanitize(&v.to_string()),
                     };
-                    return Err(BackupError::IdMismatch {
-                        field,
-                        found,
-                        expected: sanitize(expected),
-                    });
+                    scrub_session_key(&mut map);
+                    return Err(BackupError::IdMismatch { field, found });
                 }
             }
             map.insert(field.to_owned(), Value::String(expected.to_owned()));
@@ -354,8 +354,15 @@ impl BackupDecryptionKey {
         ExportedSession::from_map(map).map_err(|source| BackupError::Session {
             room_id: sanitize(room_id),
             session_id: sanitize(session_id),
-            source,
+            source: Box::new(source),
         })
+    }
+}
+
+/// Zeroize the session key of a decrypted entry that is being dropped unused.
+fn scrub_session_key(map: &mut Map<String, Value>) {
+    if let Some(Value::String(k)) = map.get_mut("session_key") {
+        zeroize::Zeroize::zeroize(k);
     }
 }
 
@@ -857,14 +864,19 @@ mod tests {
     #[test]
     fn mac_is_over_the_empty_string() {
         let key = BackupDecryptionKey::from_base64(RUST_SDK_KEY).unwrap();
-        let shared =
-            x25519_dalek::x25519(*key.0.expose_secret(), b64(RUST_SDK_EPHEMERAL).try_into().unwrap());
+        let shared = x25519_dalek::x25519(
+            *key.0.expose_secret(),
+            b64(RUST_SDK_EPHEMERAL).try_into().unwrap(),
+        );
         let keys = CipherKeys::derive(&shared);
         let empty = hmac_sha256(&keys.mac[..]).finalize().into_bytes();
         assert_eq!(&empty[..8], &b64(RUST_SDK_MAC)[..]);
         let mut over_ct = hmac_sha256(&keys.mac[..]);
         over_ct.update(&b64(RUST_SDK_CIPHERTEXT));
-        assert_ne!(&over_ct.finalize().into_bytes()[..8], &b64(RUST_SDK_MAC)[..]);
+        assert_ne!(
+            &over_ct.finalize().into_bytes()[..8],
+            &b64(RUST_SDK_MAC)[..]
+        );
     }
 
     /// Spec brief 7.5: RFC 7748's Alice private key gives Alice's public key.
@@ -881,8 +893,10 @@ mod tests {
             "hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo"
         );
         let key2 = BackupDecryptionKey::new(
-            crate::recovery_key::decode("EsTc LW2K PGiF wKEA 3As5 g5c4 BXwk qeeJ ZJV8 Q9fu gUMN UE4d")
-                .unwrap(),
+            crate::recovery_key::decode(
+                "EsTc LW2K PGiF wKEA 3As5 g5c4 BXwk qeeJ ZJV8 Q9fu gUMN UE4d",
+            )
+            .unwrap(),
         );
         assert_eq!(key2.public_key(), key.public_key());
     }
@@ -959,7 +973,9 @@ mod tests {
         assert_eq!(upload["algorithm"], ALGORITHM);
         let key =
             BackupDecryptionKey::from_base64(upload["private_key_b64"].as_str().unwrap()).unwrap();
-        let auth = AuthData::new(&BackupPublicKey::from_base64(upload["public_key"].as_str().unwrap()).unwrap());
+        let auth = AuthData::new(
+            &BackupPublicKey::from_base64(upload["public_key"].as_str().unwrap()).unwrap(),
+        );
         assert!(auth.matches_private_key(&key));
 
         let items = upload_items(&upload);
@@ -1089,11 +1105,15 @@ mod tests {
         let key = BackupDecryptionKey::from_base64(RUST_SDK_KEY).unwrap();
         let data = rust_sdk_data();
         let e = key
-            .decrypt_session("!room:localhost", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", &data)
+            .decrypt_session(
+                "!room:localhost",
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                &data,
+            )
             .unwrap_err();
         match &e {
             BackupError::Session { source, .. } => {
-                assert!(matches!(source, SessionError::IdMismatch { .. }))
+                assert!(matches!(**source, SessionError::IdMismatch { .. }))
             }
             other => panic!("{other:?}"),
         }
@@ -1105,13 +1125,12 @@ mod tests {
                 &data,
             )
             .unwrap_err();
-        assert!(matches!(
-            e,
-            BackupError::Session {
-                source: SessionError::BadRoomId(_),
-                ..
+        match e {
+            BackupError::Session { source, .. } => {
+                assert!(matches!(*source, SessionError::BadRoomId(_)))
             }
-        ));
+            other => panic!("{other:?}"),
+        }
 
         // A plaintext that names another room than the one it is stored under.
         let pk = key.public_key();
@@ -1122,7 +1141,13 @@ mod tests {
         };
         let e = key.decrypt_session("!room:x", "abc", &kbd).unwrap_err();
         assert!(
-            matches!(e, BackupError::IdMismatch { field: "room_id", .. }),
+            matches!(
+                e,
+                BackupError::IdMismatch {
+                    field: "room_id",
+                    ..
+                }
+            ),
             "{e}"
         );
     }
@@ -1188,7 +1213,7 @@ mod tests {
     fn weak_public_key_is_refused() {
         let e = encrypt(&BackupPublicKey::from_bytes([0u8; 32]), b"x").unwrap_err();
         assert!(matches!(e, BackupError::WeakPublicKey));
-        // 1 is also a low-order point (order 1... on the twist: u = 1 maps to zero).
+        // u = 1 is another low-order point (listed at cr.yp.to/ecdh.html).
         let mut one = [0u8; 32];
         one[0] = 1;
         assert!(encrypt(&BackupPublicKey::from_bytes(one), b"x").is_err());
@@ -1225,10 +1250,19 @@ mod tests {
             let wire = serde_json::to_value(&kbd).unwrap();
             assert_eq!(
                 wire.as_object().unwrap().keys().collect::<Vec<_>>(),
-                ["first_message_index", "forwarded_count", "is_verified", "session_data"]
+                [
+                    "first_message_index",
+                    "forwarded_count",
+                    "is_verified",
+                    "session_data"
+                ]
             );
             assert_eq!(
-                wire["session_data"].as_object().unwrap().keys().collect::<Vec<_>>(),
+                wire["session_data"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .collect::<Vec<_>>(),
                 ["ciphertext", "ephemeral", "mac"]
             );
             items.push((s.room_id.clone(), s.session_id.clone(), kbd));
@@ -1250,7 +1284,10 @@ mod tests {
             "org.example.extra": [1, 2]
         });
         let kbd: KeyBackupData = serde_json::from_value(v.clone()).unwrap();
-        assert_eq!(kbd.session_data.extra["org.example.sig"], serde_json::json!({"a": 1}));
+        assert_eq!(
+            kbd.session_data.extra["org.example.sig"],
+            serde_json::json!({"a": 1})
+        );
         assert_eq!(serde_json::to_value(&kbd).unwrap(), v);
 
         let auth = serde_json::json!({
@@ -1275,14 +1312,8 @@ mod tests {
         // The spec's canonical JSON examples.
         let cases = [
             (r#"{}"#, r#"{}"#),
-            (
-                r#"{"one": 1, "two": "Two"}"#,
-                r#"{"one":1,"two":"Two"}"#,
-            ),
-            (
-                r#"{"b": "2", "a": "1"}"#,
-                r#"{"a":"1","b":"2"}"#,
-            ),
+            (r#"{"one": 1, "two": "Two"}"#, r#"{"one":1,"two":"Two"}"#),
+            (r#"{"b": "2", "a": "1"}"#, r#"{"a":"1","b":"2"}"#),
             (
                 r#"{"auth":{"success":true,"mxid":"@john.doe:example.com","profile":{"display_name":"John Doe","three_pids":[{"medium":"email","address":"john.doe@example.org"},{"medium":"msisdn","address":"123456789"}]}}}"#,
                 r#"{"auth":{"mxid":"@john.doe:example.com","profile":{"display_name":"John Doe","three_pids":[{"address":"john.doe@example.org","medium":"email"},{"address":"123456789","medium":"msisdn"}]},"success":true}}"#,
@@ -1295,7 +1326,10 @@ mod tests {
                 r#"{"a": "\u0001\n\"\\/\u007f"}"#,
                 "{\"a\":\"\\u0001\\n\\\"\\\\/\u{7f}\"}",
             ),
-            (r#"{"a": [1, -2, true, false, {"c": 0, "b": []}]}"#, r#"{"a":[1,-2,true,false,{"b":[],"c":0}]}"#),
+            (
+                r#"{"a": [1, -2, true, false, {"c": 0, "b": []}]}"#,
+                r#"{"a":[1,-2,true,false,{"b":[],"c":0}]}"#,
+            ),
         ];
         for (input, want) in cases {
             let v: Value = serde_json::from_str(input).unwrap();
@@ -1372,7 +1406,10 @@ mod tests {
             SignatureState::Invalid
         );
         bad.signatures = Some(serde_json::json!([]));
-        assert!(matches!(bad.sign("@me:x", &seed), Err(BackupError::Signatures(_))));
+        assert!(matches!(
+            bad.sign("@me:x", &seed),
+            Err(BackupError::Signatures(_))
+        ));
     }
 
     #[test]
@@ -1455,12 +1492,16 @@ mod tests {
                 ..rust_sdk_data().session_data
             })
             .unwrap_err(),
-            key.decrypt_session("!r\n:x", "AAAA", &rust_sdk_data()).unwrap_err(),
+            key.decrypt_session("!r\n:x", "AAAA", &rust_sdk_data())
+                .unwrap_err(),
         ];
         for e in errs {
             let m = e.to_string();
             assert!(!m.contains('\n'), "{m}");
-            assert!(!m.contains(RUST_SDK_KEY) && !m.contains("AQAAAABwCEYs"), "{m}");
+            assert!(
+                !m.contains(RUST_SDK_KEY) && !m.contains("AQAAAABwCEYs"),
+                "{m}"
+            );
         }
     }
 }

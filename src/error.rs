@@ -5,7 +5,10 @@
 
 use std::io;
 
+use crate::backup::BackupError;
 use crate::export::ExportFormatError;
+use crate::recovery_key::RecoveryKeyError;
+use crate::secret_storage::SecretStorageError;
 use crate::session::SessionError;
 use crate::store::StoreError;
 
@@ -27,6 +30,12 @@ pub enum ErrorKind {
     Usage,
     /// The operation was cancelled (Ctrl-C).
     Interrupted,
+    /// The homeserver refused the credentials (401, bad password).
+    CredentialsRejected,
+    /// The homeserver is unreachable, or still failing after retries.
+    Unreachable,
+    /// The backup on the server is not trusted.
+    Untrusted,
     /// Anything else: I/O failures, database failures.
     Other,
 }
@@ -57,6 +66,26 @@ pub enum Error {
     /// The key store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+
+    /// A recovery key could not be read.
+    #[error(transparent)]
+    RecoveryKey(#[from] RecoveryKeyError),
+
+    /// Key backup data or keys could not be used.
+    #[error(transparent)]
+    Backup(#[from] BackupError),
+
+    /// Secret storage data or keys could not be used.
+    #[error(transparent)]
+    SecretStorage(#[from] SecretStorageError),
+
+    /// The user's secret did not unlock the backup.
+    #[error(transparent)]
+    Recovery(#[from] crate::recovery::RecoveryError),
+
+    /// The homeserver failed.
+    #[error(transparent)]
+    Client(#[from] crate::client::ClientError),
 
     /// Refusing to replace an existing output file.
     #[error("{path} already exists")]
@@ -109,8 +138,13 @@ impl Error {
             | Error::Session(_) => ErrorKind::InvalidInput,
             Error::WrongPassphraseOrModified => ErrorKind::WrongSecret,
             Error::Store(e) => e.kind(),
+            Error::RecoveryKey(e) => e.kind(),
+            Error::Backup(e) => e.kind(),
+            Error::SecretStorage(e) => e.kind(),
             Error::OutputExists { .. } | Error::EmptyPassphrase => ErrorKind::Usage,
             Error::FileNotFound { .. } => ErrorKind::NotFound,
+            Error::Client(e) => e.kind(),
+            Error::Recovery(e) => e.kind(),
             Error::Interrupted => ErrorKind::Interrupted,
             Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
                 ErrorKind::NotFound

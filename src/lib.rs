@@ -10,18 +10,30 @@
 //! | [`session`] | the exported Megolm session model, validation and the merge rule |
 //! | [`store`] | the local key store (the device): SQLite, sealed at rest |
 //! | [`kdf`] | PBKDF2-HMAC-SHA512, shared by export files, the store and secret storage |
+//! | [`recovery_key`] | the recovery-key text form of a 32-byte key (base58, prefix, parity) |
+//! | [`backup`] | server-side key backup crypto (`m.megolm_backup.v1`), `auth_data` trust |
+//! | [`secret_storage`] | secret storage (`m.secret_storage.v1.aes-hmac-sha2`): key checks, secrets |
+//! | [`recovery`] | which secret the user gave (Security Key/Phrase, backup key/passphrase) and the backup key it unlocks |
+//! | [`sync`] | comparing local and server copies, the spec's order, upload batches |
+//! | [`client`] | the homeserver client: login, backup versions and keys, account data, retries |
 //! | [`secret`] | secret newtypes that redact `Debug` and zeroize on drop |
 //! | [`fs`] | atomic, mode-0600 file output |
 //! | [`progress`] | progress and cancellation hooks for long work |
 #![forbid(unsafe_code)]
 
+pub mod backup;
+pub mod client;
 pub mod error;
 pub mod export;
 pub mod fs;
 pub mod kdf;
 pub mod progress;
+pub mod recovery;
+pub mod recovery_key;
 pub mod secret;
+pub mod secret_storage;
 pub mod session;
 pub mod store;
+pub mod sync;
 
 pub use error::{Error, ErrorKind, Result};

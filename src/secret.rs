@@ -75,6 +75,28 @@ impl fmt::Debug for Key32 {
     }
 }
 
+/// A homeserver access token.
+#[derive(Zeroize, ZeroizeOnDrop)]
+pub struct AccessToken(String);
+
+impl AccessToken {
+    /// Wrap a token; it is zeroized when this value drops.
+    pub fn new(token: String) -> Self {
+        AccessToken(token)
+    }
+
+    /// The token text.
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccessToken(<redacted>)")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

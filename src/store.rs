@@ -37,6 +37,7 @@ pub const DEFAULT_KDF_ROUNDS: u32 = 500_000;
 const SCHEMA_VERSION: i64 = 1;
 const KEY_AAD: &[u8] = b"mxkeys store data key v1";
 const ROW_AAD: &[u8] = b"mxkeys session v1";
+const SECRET_AAD: &[u8] = b"mxkeys secret v1";
 const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
 
@@ -399,6 +400,11 @@ impl Locked {
         list(&self.conn, rooms)
     }
 
+    /// Walk (room, session, first known index) of every session (no passphrase needed).
+    pub fn for_each_index(&self, f: &mut dyn FnMut(&str, &str, u32)) -> StoreResult<u64> {
+        for_each_index(&self.conn, f)
+    }
+
     fn into_store(self, sealer: Sealer) -> Store {
         Store {
             conn: self.conn,
@@ -446,7 +452,8 @@ impl Store {
                      updated_at INTEGER NOT NULL,
                      UNIQUE (room_id, session_id)
                  );
-                 CREATE INDEX sessions_by_session_id ON sessions (session_id);",
+                 CREATE INDEX sessions_by_session_id ON sessions (session_id);
+                 CREATE TABLE secrets (name TEXT PRIMARY KEY, data BLOB NOT NULL, updated_at INTEGER NOT NULL);",
             )?;
             let put = |k: &str, v: rusqlite::types::Value| {
                 tx.execute(
@@ -668,9 +675,46 @@ impl Store {
         Ok(n)
     }
 
+    /// Walk (room, session, first known index) of every session, reading no key.
+    pub fn for_each_index(&self, f: &mut dyn FnMut(&str, &str, u32)) -> StoreResult<u64> {
+        for_each_index(&self.conn, f)
+    }
+
     /// Look one session up.
     pub fn get(&self, room_id: &str, session_id: &str) -> StoreResult<Option<ExportedSession>> {
         get_row(&self.conn, &self.sealer, room_id, session_id)
+    }
+
+    /// Keep a small secret (credentials, a backup key) sealed under `name`.
+    pub fn put_secret(&self, name: &str, value: &[u8]) -> StoreResult<()> {
+        let aad = [SECRET_AAD, b"\0", name.as_bytes()].concat();
+        let data = self.sealer.seal(&aad, value)?;
+        self.conn.execute(
+            "INSERT INTO secrets (name, data, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
+            params![name, data, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Read a secret kept with [`Store::put_secret`].
+    pub fn get_secret(&self, name: &str) -> StoreResult<Option<Zeroizing<Vec<u8>>>> {
+        let data: Option<Vec<u8>> = self
+            .conn
+            .query_row("SELECT data FROM secrets WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let aad = [SECRET_AAD, b"\0", name.as_bytes()].concat();
+        data.map(|d| self.sealer.open(&aad, &d)).transpose()
+    }
+
+    /// Forget a secret; true if there was one.
+    pub fn delete_secret(&self, name: &str) -> StoreResult<bool> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM secrets WHERE name = ?1", [name])?
+            > 0)
     }
 
     /// Start a transaction that merges sessions into the store. Nothing is visible to other
@@ -705,6 +749,20 @@ fn info(
         sessions: sessions as u64,
         rooms: rooms as u64,
     })
+}
+
+fn for_each_index(conn: &Connection, f: &mut dyn FnMut(&str, &str, u32)) -> StoreResult<u64> {
+    let mut st = conn.prepare("SELECT room_id, session_id, first_index FROM sessions")?;
+    let mut rows = st.query([])?;
+    let mut n = 0;
+    while let Some(r) = rows.next()? {
+        let room: String = r.get(0)?;
+        let sid: String = r.get(1)?;
+        let idx: i64 = r.get(2)?;
+        f(&room, &sid, idx as u32);
+        n += 1;
+    }
+    Ok(n)
 }
 
 fn list(conn: &Connection, rooms: &[String]) -> StoreResult<Vec<RoomSummary>> {

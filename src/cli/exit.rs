@@ -84,6 +84,9 @@ fn code_of_kind(k: ErrorKind) -> Code {
         ErrorKind::InvalidInput => Code::Invalid,
         ErrorKind::Usage => Code::Usage,
         ErrorKind::Interrupted => Code::Interrupted,
+        ErrorKind::CredentialsRejected => Code::CredentialsRejected,
+        ErrorKind::Unreachable => Code::Unreachable,
+        ErrorKind::Untrusted => Code::Untrusted,
         ErrorKind::Other => Code::Failure,
     }
 }
@@ -131,6 +134,60 @@ fn hint_for_store(e: &StoreError) -> &'static str {
     }
 }
 
+fn hint_for_backup(e: &mxkeys::backup::BackupError) -> &'static str {
+    use mxkeys::backup::BackupError as B;
+    match e {
+        B::WrongKey => {
+            "the key does not belong to this backup; give the recovery key, Security Key or Security Phrase of the current backup"
+        }
+        _ => "the backup data is damaged or was written by a buggy client",
+    }
+}
+
+fn hint_for_client(e: &mxkeys::client::ClientError) -> &'static str {
+    use mxkeys::client::ClientError as C;
+    match e {
+        C::Unreachable { .. } => "check the homeserver URL and your network, then try again later",
+        C::Unauthorized { .. } => "log in again with `mxkeys login`, or give a valid access token",
+        C::NotFound { .. } => "check the backup version with `mxkeys backup info`",
+        C::WrongVersion { .. } => {
+            "another client made a new backup; run `mxkeys backup info` and retry against the current version"
+        }
+        C::RateLimited { .. } => "wait as long as the server asks, then run the command again",
+        C::Server { .. } => "the homeserver is failing; try again later or ask its administrator",
+        C::Rejected { .. } => "the homeserver refused the request; run with -v for details",
+        C::BadResponse { .. } => {
+            "the homeserver answered with something that is not the Matrix API; check the URL, or ask its administrator"
+        }
+        C::BadUrl(_) => "give the homeserver as https://host[:port]",
+        C::Interrupted => "",
+    }
+}
+
+fn hint_for_recovery(e: &mxkeys::recovery::RecoveryError) -> &'static str {
+    use mxkeys::recovery::RecoveryError as R;
+    match e {
+        R::NoMatch { .. } => {
+            "check for typos; give the Security Key or Phrase of this account, or the recovery key of the current backup (`mxkeys recovery-key check` tells which is which)"
+        }
+        R::StaleBackupKey { .. } => {
+            "the current backup was made without updating secret storage: give that backup's own recovery key, or make a new backup with `mxkeys backup create` (it stores the new key in secret storage)"
+        }
+        R::NoBackupSecret { .. } => {
+            "give the backup's own recovery key, or make a new backup with `mxkeys backup create`"
+        }
+        R::NoSecretStorage => {
+            "set up secret storage in Element (Settings, Security), or use the backup's recovery key"
+        }
+        R::TooManyIterations { .. } => {
+            "the homeserver asks for absurd work; if you trust it, raise the limit with --max-kdf-rounds N"
+        }
+        R::SecretStorage(_) | R::Backup(_) | R::BadAccountData(..) => {
+            "the account's secret storage data is damaged; set it up again in Element"
+        }
+    }
+}
+
 /// The exit code and hint for an error.
 pub fn classify(err: &anyhow::Error) -> (Code, Option<String>) {
     for cause in err.chain() {
@@ -160,6 +217,16 @@ pub fn classify(err: &anyhow::Error) -> (Code, Option<String>) {
                 Error::EmptyPassphrase => Some(
                     "choose a passphrase, or pass --insecure-empty-passphrase if you really want none".into(),
                 ),
+                Error::RecoveryKey(_) => Some(
+                    "a recovery key is 48 characters starting with \"Es\", usually in 12 groups of 4; check for mistyped characters"
+                        .into(),
+                ),
+                Error::Backup(b) => Some(hint_for_backup(b).into()),
+                Error::SecretStorage(_) => Some(
+                    "give the Security Key or Security Phrase of this account's secret storage".into(),
+                ),
+                Error::Client(c) => Some(hint_for_client(c).into()),
+                Error::Recovery(r) => Some(hint_for_recovery(r).into()),
                 Error::Interrupted => None,
                 Error::Io { .. } => Some("check the path, permissions and free space".into()),
             };

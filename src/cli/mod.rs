@@ -45,7 +45,10 @@ Examples:
   mxkeys import element-keys.txt
   mxkeys export -o backup-keys.txt --room '!abc:example.org'
   mxkeys inspect element-keys.txt
-  mxkeys decrypt element-keys.txt -o keys.json --passphrase-fd 3 3<pass.txt";
+  mxkeys decrypt element-keys.txt -o keys.json --passphrase-fd 3 3<pass.txt
+  mxkeys login --user @alice:example.org
+  mxkeys backup download --recovery-key-file security-key.txt
+  mxkeys backup upload element-keys.txt --recovery-key-file security-key.txt";
 
 /// Top-level command line.
 #[derive(Debug, Parser)]
@@ -54,8 +57,7 @@ Examples:
     version,
     about = ABOUT,
     long_about = LONG_ABOUT,
-    after_help = EXIT_CODES_HELP,
-    propagate_version = true
+    after_help = EXIT_CODES_HELP
 )]
 pub struct Cli {
     /// Flags accepted by every command.
@@ -140,7 +142,7 @@ pub struct NewPassphraseArgs {
 #[derive(Debug, Args, Clone)]
 pub struct ReadArgs {
     /// Refuse files asking for more PBKDF2 rounds than this (a hostile file can ask for hours)
-    #[arg(long, value_name = "N", default_value_t = mxkeys::export::DEFAULT_MAX_ROUNDS, alias = "max-kdf-rounds")]
+    #[arg(long, value_name = "N", default_value_t = mxkeys::export::DEFAULT_MAX_ROUNDS)]
     pub max_rounds: u32,
 }
 
@@ -211,6 +213,19 @@ pub enum Command {
         after_help = "Examples:\n  mxkeys reencrypt old.txt -o new.txt --rounds 600000\n  mxkeys reencrypt old.txt -o new.txt --change-passphrase"
     )]
     Reencrypt(ReencryptArgs),
+    /// Log in to a homeserver; the access token is kept sealed in the store
+    #[command(
+        after_help = "Examples:\n  mxkeys login --user @alice:example.org\n  mxkeys login --user @alice:example.org --homeserver https://matrix.example.org --password-file pw.txt"
+    )]
+    Login(LoginArgs),
+    /// Log out (the access token stops working) and forget the credentials
+    Logout(LogoutArgs),
+    /// Make or check recovery keys
+    #[command(subcommand)]
+    RecoveryKey(RecoveryKeyCommand),
+    /// Server-side key backup: create, inspect, upload to, download from, delete
+    #[command(subcommand)]
+    Backup(BackupCommand),
 }
 
 /// `init`
@@ -362,6 +377,263 @@ pub struct ReencryptArgs {
     pub read: ReadArgs,
 }
 
+/// Connection to a homeserver.
+#[derive(Debug, Args, Clone, Default)]
+pub struct NetArgs {
+    /// Homeserver URL, e.g. https://matrix.example.org (with an access token, no store needed)
+    #[arg(
+        long,
+        env = "MXKEYS_HOMESERVER",
+        value_name = "URL",
+        help_heading = "Homeserver"
+    )]
+    pub homeserver: Option<String>,
+    /// Read an access token from this file (instead of the store's login)
+    #[arg(long, value_name = "PATH", value_hint = ValueHint::FilePath, help_heading = "Homeserver")]
+    pub access_token_file: Option<PathBuf>,
+    /// Read an access token from this open file descriptor
+    #[arg(long, value_name = "N", help_heading = "Homeserver")]
+    pub access_token_fd: Option<i32>,
+    /// Trust these CA certificates (PEM) instead of the built-in roots
+    #[arg(long, value_name = "PEM_FILE", value_hint = ValueHint::FilePath, help_heading = "Homeserver")]
+    pub ca_cert: Option<PathBuf>,
+    /// Give up on a silent connection after this many seconds
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 60,
+        help_heading = "Homeserver"
+    )]
+    pub timeout: u64,
+    /// Attempts per request on connection errors, 5xx and 429 (1 = no retry)
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Homeserver")]
+    pub attempts: u32,
+}
+
+/// Where the backup secret comes from.
+#[derive(Debug, Args, Clone, Default)]
+pub struct BackupSecretArgs {
+    /// Read a recovery key or Security Key (base58) from this file
+    #[arg(long, value_name = "PATH", value_hint = ValueHint::FilePath, help_heading = "Backup secret")]
+    pub recovery_key_file: Option<PathBuf>,
+    /// Read a recovery key or Security Key from this open file descriptor
+    #[arg(long, value_name = "N", help_heading = "Backup secret")]
+    pub recovery_key_fd: Option<i32>,
+    /// Read a Security Phrase (or an old backup passphrase) from this file
+    #[arg(long, value_name = "PATH", value_hint = ValueHint::FilePath, help_heading = "Backup secret")]
+    pub security_phrase_file: Option<PathBuf>,
+    /// Read a Security Phrase from this open file descriptor
+    #[arg(long, value_name = "N", help_heading = "Backup secret")]
+    pub security_phrase_fd: Option<i32>,
+    /// Refuse secret-storage or backup passphrases asking for more PBKDF2 rounds than this
+    #[arg(long = "max-kdf-rounds", value_name = "N", default_value_t = mxkeys::export::DEFAULT_MAX_ROUNDS, help_heading = "Backup secret")]
+    pub max_kdf_rounds: u32,
+}
+
+/// `login`
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Matrix user id, e.g. @alice:example.org
+    #[arg(long, value_name = "USER_ID")]
+    pub user: String,
+    /// Name of the new device, as other clients will show it
+    #[arg(long, value_name = "NAME", default_value = "mxkeys")]
+    pub device_name: String,
+    /// Read the password from this file ('-' for stdin)
+    #[arg(long, value_name = "PATH", value_hint = ValueHint::FilePath, help_heading = "Password")]
+    pub password_file: Option<PathBuf>,
+    /// Read the password from this open file descriptor
+    #[arg(long, value_name = "N", help_heading = "Password")]
+    pub password_fd: Option<i32>,
+    #[command(flatten)]
+    pub net: NetArgs,
+}
+
+/// `logout`
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    #[command(flatten)]
+    pub net: NetArgs,
+}
+
+/// `recovery-key ...`
+#[derive(Debug, Subcommand)]
+pub enum RecoveryKeyCommand {
+    /// Make a new random recovery key (printed once, or written to -o FILE with mode 0600)
+    #[command(after_help = "Examples:\n  mxkeys recovery-key generate -o recovery-key.txt")]
+    Generate(RecoveryKeyGenerateArgs),
+    /// Check a recovery key's format; with a homeserver, tell which secret it is
+    #[command(
+        after_help = "Examples:\n  mxkeys recovery-key check --recovery-key-file key.txt\n  mxkeys recovery-key check --offline --recovery-key-file key.txt\n  mxkeys recovery-key check --security-phrase-file phrase.txt"
+    )]
+    Check(RecoveryKeyCheckArgs),
+}
+
+/// `recovery-key generate`
+#[derive(Debug, Args)]
+pub struct RecoveryKeyGenerateArgs {
+    /// Write the key to this file (mode 0600) instead of stdout
+    #[arg(short, long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub out: OutputArgs,
+}
+
+/// `recovery-key check`
+#[derive(Debug, Args)]
+pub struct RecoveryKeyCheckArgs {
+    /// Check the format only; do not ask the homeserver
+    #[arg(long)]
+    pub offline: bool,
+    #[command(flatten)]
+    pub secret: BackupSecretArgs,
+    #[command(flatten)]
+    pub net: NetArgs,
+}
+
+/// `backup ...`
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Create a new backup version with a new random key
+    #[command(
+        after_help = "Examples:\n  mxkeys backup create --recovery-key-file security-key.txt   # keep the key in secret storage\n  mxkeys backup create -o backup-recovery-key.txt --yes\n\nWith the account's Security Key or Phrase, the new backup key is kept in secret storage and\nthe backup is signed with the cross-signing master key, so that Element trusts it. Otherwise\nthe new recovery key is printed once (or written to -o FILE)."
+    )]
+    Create(BackupCreateArgs),
+    /// Show a backup version: algorithm, key count, etag, public key, signatures, trust
+    #[command(
+        after_help = "Examples:\n  mxkeys backup info\n  mxkeys backup info --version 3 --json"
+    )]
+    Info(BackupInfoArgs),
+    /// Delete a backup version and every key in it
+    #[command(after_help = "Examples:\n  mxkeys backup delete --version 2 --yes")]
+    Delete(BackupDeleteArgs),
+    /// Upload keys (from the store, or from export files) to the backup
+    #[command(
+        after_help = "Examples:\n  mxkeys backup upload --recovery-key-file key.txt\n  mxkeys backup upload element-keys.txt --passphrase-file pass.txt --recovery-key-file key.txt\n  mxkeys backup upload --dry-run --json\n\nOnly keys strictly better than the server's copy are sent (verified, then lower first\nindex, then lower forward count), so an upload never makes the backup worse, and an\ninterrupted upload run again sends only what is still missing."
+    )]
+    Upload(BackupUploadArgs),
+    /// Download and decrypt keys from the backup into the store (or an export file)
+    #[command(
+        after_help = "Examples:\n  mxkeys backup download --recovery-key-file security-key.txt\n  mxkeys backup download --room '!abc:example.org' -o room-keys.txt\n  mxkeys backup download --from-response saved-room-keys.json --recovery-key-file key.txt -o keys.txt"
+    )]
+    Download(BackupDownloadArgs),
+    /// Compare the store with the backup: what each side lacks or has better
+    #[command(
+        after_help = "Examples:\n  mxkeys backup status\n  mxkeys backup status --json | jq .counts"
+    )]
+    Status(BackupStatusArgs),
+}
+
+/// `backup create`
+#[derive(Debug, Args)]
+pub struct BackupCreateArgs {
+    /// Write the new recovery key to this file (mode 0600) instead of stdout
+    #[arg(short, long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub output: Option<PathBuf>,
+    /// Replace the current backup version without asking
+    #[arg(long)]
+    pub yes: bool,
+    #[command(flatten)]
+    pub out: OutputArgs,
+    #[command(flatten)]
+    pub secret: BackupSecretArgs,
+    #[command(flatten)]
+    pub net: NetArgs,
+}
+
+/// `backup info`
+#[derive(Debug, Args)]
+pub struct BackupInfoArgs {
+    /// Backup version [default: the current one]
+    #[arg(long = "version", id = "backup_version", value_name = "V")]
+    pub version: Option<String>,
+    #[command(flatten)]
+    pub net: NetArgs,
+}
+
+/// `backup delete`
+#[derive(Debug, Args)]
+pub struct BackupDeleteArgs {
+    /// The version to delete
+    #[arg(
+        long = "version",
+        id = "backup_version",
+        value_name = "V",
+        required = true
+    )]
+    pub version: String,
+    /// Do not ask for confirmation
+    #[arg(long)]
+    pub yes: bool,
+    #[command(flatten)]
+    pub net: NetArgs,
+}
+
+/// `backup upload`
+#[derive(Debug, Args)]
+pub struct BackupUploadArgs {
+    /// Export files to upload instead of the store's keys ('-' for stdin)
+    #[arg(value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub files: Vec<PathBuf>,
+    /// Upload to this version (must be the current one) [default: the current one]
+    #[arg(long = "version", id = "backup_version", value_name = "V")]
+    pub version: Option<String>,
+    /// Only report what would be sent
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Trust the backup whose public key is this (unpadded base64), without its private key
+    #[arg(long, value_name = "PUBLIC_KEY")]
+    pub trust_public_key: Option<String>,
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
+    #[command(flatten)]
+    pub read: ReadArgs,
+    #[command(flatten)]
+    pub secret: BackupSecretArgs,
+    #[command(flatten)]
+    pub net: NetArgs,
+}
+
+/// `backup download`
+#[derive(Debug, Args)]
+pub struct BackupDownloadArgs {
+    /// Only this room (repeatable)
+    #[arg(long = "room", value_name = "ROOM_ID")]
+    pub rooms: Vec<String>,
+    /// Only this session (repeatable)
+    #[arg(long = "session", value_name = "SESSION_ID")]
+    pub sessions: Vec<String>,
+    /// Write an export file instead of importing into the store ('-' for stdout)
+    #[arg(short, long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub output: Option<PathBuf>,
+    /// Backup version [default: the current one]
+    #[arg(long = "version", id = "backup_version", value_name = "V")]
+    pub version: Option<String>,
+    /// Decrypt a saved `GET /room_keys/keys` response body offline (needs the backup's recovery key)
+    #[arg(long, value_name = "SAVED_JSON", value_hint = ValueHint::FilePath)]
+    pub from_response: Option<PathBuf>,
+    #[command(flatten)]
+    pub write: WriteArgs,
+    #[command(flatten)]
+    pub out: OutputArgs,
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
+    #[command(flatten)]
+    pub secret: BackupSecretArgs,
+    #[command(flatten)]
+    pub net: NetArgs,
+}
+
+/// `backup status`
+#[derive(Debug, Args)]
+pub struct BackupStatusArgs {
+    /// Backup version [default: the current one]
+    #[arg(long = "version", id = "backup_version", value_name = "V")]
+    pub version: Option<String>,
+    #[command(flatten)]
+    pub net: NetArgs,
+}
+
 /// Run the parsed command.
 pub fn run(cli: Cli, ui: &output::Ui) -> anyhow::Result<exit::Code> {
     let ctx = commands::Context::new(&cli.global, ui)?;
@@ -375,6 +647,20 @@ pub fn run(cli: Cli, ui: &output::Ui) -> anyhow::Result<exit::Code> {
         Command::Encrypt(a) => commands::encrypt::run(&ctx, a),
         Command::Merge(a) => commands::merge::run(&ctx, a),
         Command::Reencrypt(a) => commands::reencrypt::run(&ctx, a),
+        Command::Login(a) => commands::login::run(&ctx, a),
+        Command::Logout(a) => commands::login::logout(&ctx, a),
+        Command::RecoveryKey(RecoveryKeyCommand::Generate(a)) => {
+            commands::recovery_key::generate(&ctx, a)
+        }
+        Command::RecoveryKey(RecoveryKeyCommand::Check(a)) => {
+            commands::recovery_key::check(&ctx, a)
+        }
+        Command::Backup(BackupCommand::Create(a)) => commands::backup::create::run(&ctx, a),
+        Command::Backup(BackupCommand::Info(a)) => commands::backup::info::run(&ctx, a),
+        Command::Backup(BackupCommand::Delete(a)) => commands::backup::delete::run(&ctx, a),
+        Command::Backup(BackupCommand::Upload(a)) => commands::backup::upload::run(&ctx, a),
+        Command::Backup(BackupCommand::Download(a)) => commands::backup::download::run(&ctx, a),
+        Command::Backup(BackupCommand::Status(a)) => commands::backup::status::run(&ctx, a),
     }
 }
 

@@ -35,7 +35,7 @@ pub fn run(ctx: &Context<'_>, a: DecryptArgs) -> anyhow::Result<Code> {
         None
     } else {
         Some(
-            u.for_each_element(&bar, &mut |_| Ok(()))
+            u.for_each_element(&bar, &mut check_element)
                 .map_err(|e| anyhow::Error::new(e).context(label.clone()))?,
         )
     };
@@ -68,4 +68,19 @@ pub fn run(ctx: &Context<'_>, a: DecryptArgs) -> anyhow::Result<Code> {
         });
     }
     Ok(Code::Success)
+}
+
+/// Each element of the array must be valid JSON: the splitter checks only the array's
+/// brackets and commas, so without this `[garbage]` would pass for a key export.
+fn check_element(e: mxkeys::export::Element<'_>) -> mxkeys::Result<()> {
+    match e {
+        mxkeys::export::Element::Value { index, bytes } => {
+            serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+                .map(|_| ())
+                .map_err(|err| {
+                    mxkeys::Error::NotAKeyExport(format!("invalid JSON in entry {index}: {err}"))
+                })
+        }
+        mxkeys::export::Element::Oversized { .. } => Ok(()),
+    }
 }

@@ -4,7 +4,7 @@ use mxkeys::store::Store;
 
 use super::Context;
 use crate::cli::InitArgs;
-use crate::cli::exit::Code;
+use crate::cli::exit::{CliError, Code};
 use crate::cli::secrets_in::{self, Purpose};
 
 /// Run `init`.
@@ -19,11 +19,22 @@ pub fn run(ctx: &Context<'_>, a: InitArgs) -> anyhow::Result<Code> {
         );
         None
     } else {
-        let (p, _) = secrets_in::store_passphrase(ctx.global).resolve(
-            ctx.ui,
-            Purpose::New { allow_empty: false },
-            false,
-        )?;
+        let (p, _) = secrets_in::store_passphrase(ctx.global)
+            .resolve(ctx.ui, Purpose::New { allow_empty: false }, false)
+            .map_err(|e| {
+                // The generic hint names --insecure-empty-passphrase, which init does not have.
+                if matches!(
+                    e.downcast_ref::<mxkeys::Error>(),
+                    Some(mxkeys::Error::EmptyPassphrase)
+                ) {
+                    CliError::usage(
+                        "refusing to seal the store with an empty passphrase",
+                        "choose a store passphrase, or pass --insecure-no-store-passphrase to create an unsealed store",
+                    )
+                } else {
+                    e
+                }
+            })?;
         Some(p)
     };
     Store::create(&dir, pass.as_ref(), a.store_kdf_rounds)?;

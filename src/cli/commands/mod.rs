@@ -1,5 +1,6 @@
 //! One module per command, each with a `run` function; shared plumbing lives here.
 
+pub mod backup;
 pub mod decrypt;
 pub mod encrypt;
 pub mod export;
@@ -7,7 +8,10 @@ pub mod import;
 pub mod init;
 pub mod inspect;
 pub mod list;
+pub mod login;
 pub mod merge;
+pub mod net;
+pub mod recovery_key;
 pub mod reencrypt;
 
 use std::fs::File;

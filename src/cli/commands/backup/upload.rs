@@ -1,0 +1,318 @@
+//! `mxkeys backup upload`: send keys to the backup, never making it worse.
+
+use mxkeys::backup::{self, BackupPublicKey};
+use mxkeys::client::ClientError;
+use mxkeys::export::Limits;
+use mxkeys::progress::{self, Progress};
+use mxkeys::recovery::RecoveryError;
+use mxkeys::session::ExportedSession;
+use mxkeys::store::{Access, Filter};
+use mxkeys::sync::{BatchBuilder, Decision, Meta, ServerIndex};
+use rayon::prelude::*;
+use serde_json::json;
+
+use super::super::net::{self, KeySource, Missing, StoreUse};
+use super::super::{Context, ExportUnlocker, check_stdin_once, open_export, open_input};
+use crate::cli::BackupUploadArgs;
+use crate::cli::exit::{CliError, Code};
+use crate::cli::secrets_in;
+
+#[derive(Debug, Default, serde::Serialize)]
+struct Counts {
+    considered: u64,
+    new: u64,
+    better: u64,
+    skipped: u64,
+    sent: u64,
+    requests: u64,
+    rejected: u64,
+}
+
+struct Uploader<'a> {
+    client: &'a mxkeys::client::Client,
+    version: String,
+    public: BackupPublicKey,
+    index: ServerIndex,
+    batch: BatchBuilder,
+    pending: Vec<ExportedSession>,
+    counts: Counts,
+    dry_run: bool,
+    server_count: u64,
+}
+
+impl Uploader<'_> {
+    fn push(&mut self, s: ExportedSession) -> anyhow::Result<()> {
+        self.pending.push(s);
+        if self.pending.len() >= 1024 {
+            self.process()?;
+        }
+        Ok(())
+    }
+
+    /// Decide, encrypt in parallel, batch and send.
+    fn process(&mut self) -> anyhow::Result<()> {
+        let pending = std::mem::take(&mut self.pending);
+        let mut chosen = Vec::new();
+        for s in pending {
+            self.counts.considered += 1;
+            let ours = Meta {
+                first_message_index: s.first_known_index(),
+                forwarded_count: s.forwarding_curve25519_key_chain.len() as u32,
+                is_verified: false,
+            };
+            match self.index.decide(&s.room_id, &s.session_id, ours) {
+                Decision::New => {
+                    self.counts.new += 1;
+                    chosen.push((s, ours));
+                }
+                Decision::Better => {
+                    self.counts.better += 1;
+                    chosen.push((s, ours));
+                }
+                Decision::Skip => self.counts.skipped += 1,
+            }
+        }
+        if self.dry_run || chosen.is_empty() {
+            return Ok(());
+        }
+        let public = &self.public;
+        let encrypted: Vec<_> = chosen
+            .par_iter()
+            .map(|(s, m)| backup::encrypt_session(public, s, m.forwarded_count, m.is_verified))
+            .collect();
+        for ((s, _), d) in chosen.into_iter().zip(encrypted) {
+            let d = d?;
+            if self.batch.would_overflow(&s.room_id, &s.session_id, &d) {
+                self.send()?;
+            }
+            self.batch.push(s.room_id.clone(), s.session_id.clone(), d);
+        }
+        Ok(())
+    }
+
+    fn send(&mut self) -> anyhow::Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let n = self.batch.len() as u64;
+        let body = self.batch.take_body();
+        let r = self.client.put_room_keys(&self.version, &body)?;
+        self.counts.sent += n;
+        self.counts.requests += 1;
+        self.server_count = r.count;
+        Ok(())
+    }
+
+    fn finish(&mut self) -> anyhow::Result<()> {
+        self.process()?;
+        if !self.dry_run {
+            self.send()?;
+        }
+        Ok(())
+    }
+}
+
+/// Run `backup upload`.
+pub fn run(ctx: &Context<'_>, a: BackupUploadArgs) -> anyhow::Result<Code> {
+    let stdin_is_data = check_stdin_once(&a.files)?;
+    let from_files = !a.files.is_empty();
+    let conn = net::connect(
+        ctx,
+        &a.net,
+        if from_files {
+            StoreUse::IfPresent(Access::Write)
+        } else {
+            StoreUse::Required(Access::Write)
+        },
+    )?;
+    let current = net::backup_version(&conn.client, None)?;
+    if let Some(v) = &a.version
+        && v != &current.version
+    {
+        return Err(CliError::new(
+            Code::Busy,
+            format!(
+                "backup version {v} is not the current one (the current one is {}); keys can only be added to the current version",
+                current.version
+            ),
+            "run without --version, or check with `mxkeys backup info`",
+        ));
+    }
+    let auth = net::auth_data(&current)?;
+    let public = auth.backup_public_key()?;
+
+    // Trust: the key in hand derives the server's public key, or the user pinned it.
+    let (trust, key) = if let Some(pin) = &a.trust_public_key {
+        let pinned = BackupPublicKey::from_base64(pin)?;
+        if pinned != public {
+            return Err(CliError::new(
+                Code::Untrusted,
+                format!(
+                    "nothing was uploaded: the backup's public key is {public}, not the pinned {pinned}"
+                ),
+                "if the backup was replaced on purpose, check it with `mxkeys backup info` and pin the new key",
+            ));
+        }
+        ("the pinned public key".to_string(), None)
+    } else {
+        match net::backup_key(
+            ctx,
+            &conn,
+            &a.secret,
+            &current,
+            &auth,
+            Missing::Untrusted,
+            stdin_is_data,
+        ) {
+            Ok((k, src)) => (src.describe().to_string(), Some((k, src))),
+            Err(e)
+                if matches!(
+                    e.downcast_ref::<mxkeys::Error>(),
+                    Some(mxkeys::Error::Recovery(
+                        RecoveryError::NoMatch { .. }
+                            | RecoveryError::StaleBackupKey { .. }
+                            | RecoveryError::NoBackupSecret { .. }
+                    ))
+                ) =>
+            {
+                return Err(CliError::new(
+                    Code::Untrusted,
+                    format!(
+                        "nothing was uploaded: the key given does not match backup version {}'s public key ({e:#})",
+                        current.version
+                    ),
+                    "check the key with `mxkeys recovery-key check`; if the server replaced the backup's key, do not upload",
+                ));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+
+    let bar = ctx.ui.bar();
+    let mut up = Uploader {
+        client: &conn.client,
+        version: current.version.clone(),
+        public,
+        index: ServerIndex::default(),
+        batch: BatchBuilder::new(),
+        pending: Vec::new(),
+        counts: Counts::default(),
+        dry_run: a.dry_run,
+        server_count: current.count,
+    };
+    // What the server holds (metadata only, no key needed).
+    bar.phase("comparing", current.count);
+    conn.client
+        .room_keys(&current.version, None, None, &bar, &mut |k| {
+            up.index
+                .insert(&k.room_id, &k.session_id, Meta::of(&k.data));
+            Ok(())
+        })?;
+
+    let mut files_read = Vec::new();
+    if from_files {
+        let limits = Limits {
+            max_rounds: a.read.max_rounds,
+        };
+        let mut readers = Vec::new();
+        for p in &a.files {
+            readers.push(open_export(open_input(p)?, &limits, &bar)?);
+        }
+        let mut unlocker =
+            ExportUnlocker::new(secrets_in::export_passphrase(&a.passphrase), stdin_is_data);
+        for (label, r) in readers {
+            let mut u = unlocker.unlock(ctx.ui, &label, r, &bar)?;
+            let mut err: Option<anyhow::Error> = None;
+            u.for_each_session_batch(&bar, &mut |batch| {
+                for (_, r) in batch {
+                    match r {
+                        Ok(s) => {
+                            if let Err(e) = up.push(s) {
+                                err = Some(e);
+                                return Err(mxkeys::Error::Interrupted);
+                            }
+                        }
+                        Err(_) => up.counts.rejected += 1,
+                    }
+                }
+                Ok(())
+            })
+            .map_err(|e| {
+                err.take()
+                    .unwrap_or_else(|| anyhow::Error::new(e).context(label.clone()))
+            })?;
+            files_read.push(label);
+        }
+    } else {
+        let store = conn
+            .store
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("no store"))?;
+        let n = store.count(&Filter::default())?;
+        bar.phase("uploading", n);
+        let mut err: Option<anyhow::Error> = None;
+        store
+            .for_each_session(&Filter::default(), &mut |s| {
+                bar.advance(1);
+                progress::check(&bar)?;
+                up.push(s).map_err(|e| {
+                    err = Some(e);
+                    mxkeys::Error::Interrupted
+                })
+            })
+            .map_err(|e| err.take().unwrap_or_else(|| e.into()))?;
+    }
+    let result = up.finish();
+    bar.finish();
+    if let Err(e) = &result
+        && matches!(
+            e.downcast_ref::<mxkeys::Error>(),
+            Some(mxkeys::Error::Client(ClientError::WrongVersion { .. }))
+        ) | matches!(
+            e.downcast_ref::<ClientError>(),
+            Some(ClientError::WrongVersion { .. })
+        )
+    {
+        ctx.ui.warn(&format!(
+            "{} keys were sent before the backup version changed",
+            up.counts.sent
+        ));
+    }
+    result?;
+    if let Some((k, KeySource::Given(_))) = &key {
+        net::cache_key(ctx, conn.store.as_ref(), k);
+    }
+    let c = &up.counts;
+    let code = if c.rejected > 0 {
+        Code::Partial
+    } else {
+        Code::Success
+    };
+    if ctx.ui.json {
+        ctx.ui.print_json(&json!({
+            "version": up.version,
+            "dry_run": a.dry_run,
+            "trusted_by": trust,
+            "considered": c.considered,
+            "new": c.new,
+            "better": c.better,
+            "skipped": c.skipped,
+            "sent": c.sent,
+            "requests": c.requests,
+            "rejected": c.rejected,
+            "server_count": up.server_count,
+            "files": files_read,
+        }))?;
+    } else if a.dry_run {
+        ctx.ui.note(&format!(
+            "Dry run: would send {} keys to backup version {} ({} new, {} better than the server's copy); {} already there as good or better.",
+            c.new + c.better, up.version, c.new, c.better, c.skipped
+        ));
+    } else {
+        ctx.ui.note(&format!(
+            "Uploaded {} keys to backup version {} in {} requests ({} new, {} better); {} already there as good or better. The backup now holds {} keys. Trusted through {trust}.",
+            c.sent, up.version, c.requests, c.new, c.better, c.skipped, up.server_count
+        ));
+    }
+    Ok(code)
+}

@@ -1,0 +1,856 @@
+//! A blocking Matrix client-server API client for the few endpoints mxkeys needs: login,
+//! whoami, logout, `.well-known` discovery, the key-backup version and keys endpoints,
+//! account data and `/keys/query`.
+//!
+//! Every request goes through one retry loop ([`retry`]); every response is parsed into
+//! typed values or rejected as [`ClientError::BadResponse`]; the backup's keys are parsed as a
+//! stream, one session at a time, so a response of any size needs bounded memory. The access
+//! token travels only in the `Authorization` header and is never logged or echoed.
+
+pub mod error;
+pub mod retry;
+mod stream;
+
+use std::io::Read;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+pub use error::ClientError;
+use error::parse_error_body;
+pub use retry::RetryPolicy;
+
+use crate::backup::KeyBackupData;
+use crate::progress::Progress;
+use crate::secret::{AccessToken, Passphrase};
+
+/// Largest body accepted for ordinary JSON responses.
+pub const MAX_SMALL_BODY: u64 = 1024 * 1024;
+/// Largest single session entry accepted inside a keys response.
+pub const MAX_KEY_ENTRY: u64 = 256 * 1024;
+
+/// Connection settings.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// Give up on a connection that stays silent this long (connect, response, each read).
+    pub timeout: Duration,
+    /// Extra trusted CA certificates (PEM), replacing the built-in roots when given.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            retry: RetryPolicy::default(),
+            timeout: Duration::from_secs(60),
+            ca_pem: None,
+        }
+    }
+}
+
+/// `POST /login` result.
+#[derive(Debug)]
+pub struct Login {
+    /// Full user id.
+    pub user_id: String,
+    /// The new device.
+    pub device_id: String,
+    /// The access token (secret).
+    pub access_token: AccessToken,
+}
+
+/// `GET /account/whoami` result.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct WhoAmI {
+    /// Full user id.
+    pub user_id: String,
+    /// Device of the token, if any.
+    #[serde(default)]
+    pub device_id: Option<String>,
+}
+
+/// A backup version as `GET /room_keys/version` returns it.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct BackupVersion {
+    /// Algorithm name.
+    pub algorithm: String,
+    /// Algorithm-specific data (kept raw: its signatures cover every field).
+    pub auth_data: Value,
+    /// Keys stored.
+    pub count: u64,
+    /// Changes whenever the stored keys change.
+    pub etag: String,
+    /// Opaque version string.
+    pub version: String,
+}
+
+/// `PUT /room_keys/keys` result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PutResult {
+    /// Keys stored in the version afterwards.
+    pub count: u64,
+}
+
+/// One backed-up session as listed by the keys endpoints.
+#[derive(Debug, Clone)]
+pub struct RoomKey {
+    /// Room.
+    pub room_id: String,
+    /// Session.
+    pub session_id: String,
+    /// The encrypted session and its metadata.
+    pub data: KeyBackupData,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Get,
+    Put,
+    Post,
+    Delete,
+}
+
+impl Method {
+    fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Put => "PUT",
+            Method::Post => "POST",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+/// Percent-encode one path segment or query value (everything but RFC 3986 unreserved).
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for &b in s.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// What to do after one attempt.
+enum Step<T> {
+    Done(T),
+    Retry {
+        wait: Option<Duration>,
+        reason: String,
+    },
+    Fail(ClientError),
+}
+
+/// A client for one homeserver.
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+    token: Option<AccessToken>,
+    cfg: ClientConfig,
+    cancelled: Box<dyn Fn() -> bool + Send + Sync>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Check and normalise a homeserver URL: http or https, a host, no query or fragment.
+pub fn normalize_base_url(s: &str) -> Result<String, ClientError> {
+    let u =
+        url::Url::parse(s.trim()).map_err(|_| ClientError::BadUrl(crate::session::sanitize(s)))?;
+    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() || u.query().is_some() {
+        return Err(ClientError::BadUrl(crate::session::sanitize(s)));
+    }
+    Ok(u.as_str().trim_end_matches('/').to_string())
+}
+
+/// The server name part of a user id (`@alice:example.org` -> `example.org`).
+pub fn server_name(user_id: &str) -> Option<&str> {
+    let rest = user_id.strip_prefix('@')?;
+    let (_, server) = rest.split_once(':')?;
+    (!server.is_empty()).then_some(server)
+}
+
+impl Client {
+    /// A client for `base_url` (e.g. `https://matrix.example.org`).
+    pub fn new(
+        base_url: &str,
+        token: Option<AccessToken>,
+        cfg: ClientConfig,
+    ) -> Result<Client, ClientError> {
+        let base = normalize_base_url(base_url)?;
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if let Some(pem) = &cfg.ca_pem {
+            let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(pem)
+                .filter_map(|i| match i {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            if certs.is_empty() {
+                return Err(ClientError::BadUrl(
+                    "the CA file holds no PEM certificate".into(),
+                ));
+            }
+            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
+        }
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .user_agent(concat!("mxkeys/", env!("CARGO_PKG_VERSION")))
+            .timeout_connect(Some(cfg.timeout.min(Duration::from_secs(30))))
+            .timeout_recv_response(Some(cfg.timeout))
+            .timeout_per_read(Some(cfg.timeout))
+            .timeout_per_write(Some(cfg.timeout))
+            .max_redirects(3)
+            .tls_config(tls.build())
+            .build()
+            .into();
+        Ok(Client {
+            agent,
+            base,
+            token,
+            cfg,
+            cancelled: Box::new(|| false),
+        })
+    }
+
+    /// Let long waits and transfers stop when `progress` says the user cancelled.
+    pub fn with_cancel(mut self, f: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        self.cancelled = Box::new(f);
+        self
+    }
+
+    /// The normalised base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// Replace the access token.
+    pub fn set_token(&mut self, token: AccessToken) {
+        self.token = Some(token);
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/_matrix/client/v3/{path}", self.base)
+    }
+
+    /// The retry loop around one request.
+    fn request<T>(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&[u8]>,
+        what: &str,
+        idempotent: bool,
+        mut handle: impl FnMut(ureq::http::Response<ureq::Body>) -> Step<T>,
+    ) -> Result<T, ClientError> {
+        let mut attempts = retry::Attempts::new(self.cfg.retry);
+        loop {
+            if (self.cancelled)() {
+                return Err(ClientError::Interrupted);
+            }
+            attempts.made += 1;
+            let res = self.send(method, url, body);
+            let step = match res {
+                Err(e) => {
+                    let (retryable, reason) = classify_transport(&e);
+                    // A request that may have reached the server is only repeated when
+                    // repeating it is harmless.
+                    if retryable && (idempotent || !maybe_sent(&e)) {
+                        Step::Retry { wait: None, reason }
+                    } else if retryable {
+                        Step::Fail(self.unreachable(reason))
+                    } else {
+                        Step::Fail(ClientError::BadUrl(reason))
+                    }
+                }
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    if (200..300).contains(&status) {
+                        handle(resp)
+                    } else {
+                        self.error_step(status, resp, what, idempotent)
+                    }
+                }
+            };
+            match step {
+                Step::Done(t) => return Ok(t),
+                Step::Fail(e) => return Err(e),
+                Step::Retry { wait, reason } => {
+                    let wait = match wait {
+                        Some(w) if w > attempts.policy().max_server_wait => {
+                            return Err(ClientError::RateLimited {
+                                seconds: w.as_secs().max(1),
+                            });
+                        }
+                        Some(w) => w,
+                        None => attempts.backoff(),
+                    };
+                    if !attempts.may_retry(wait) {
+                        return Err(last_error(&reason, &self.base));
+                    }
+                    log::info!(
+                        "{} {what}: {reason}; retrying in {} ms (attempt {} of {})",
+                        method.as_str(),
+                        wait.as_millis(),
+                        attempts.made + 1,
+                        attempts.policy().max_attempts
+                    );
+                    if !retry::sleep(wait, &*self.cancelled) {
+                        return Err(ClientError::Interrupted);
+                    }
+                }
+            }
+        }
+    }
+
+    fn unreachable(&self, reason: String) -> ClientError {
+        ClientError::Unreachable {
+            url: self.base.clone(),
+            reason,
+        }
+    }
+
+    fn send(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&[u8]>,
+    ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        let auth = self
+            .token
+            .as_ref()
+            .map(|t| Zeroizing::new(format!("Bearer {}", t.expose_secret())));
+        macro_rules! with_auth {
+            ($r:expr) => {{
+                let r = $r;
+                match &auth {
+                    Some(a) => r.header("Authorization", a.as_str()),
+                    None => r,
+                }
+            }};
+        }
+        match method {
+            Method::Get => with_auth!(self.agent.get(url)).call(),
+            Method::Delete => with_auth!(self.agent.delete(url)).call(),
+            Method::Put => with_auth!(self.agent.put(url))
+                .header("Content-Type", "application/json")
+                .send(body.unwrap_or(b"{}")),
+            Method::Post => with_auth!(self.agent.post(url))
+                .header("Content-Type", "application/json")
+                .send(body.unwrap_or(b"{}")),
+        }
+    }
+
+    fn error_step<T>(
+        &self,
+        status: u16,
+        mut resp: ureq::http::Response<ureq::Body>,
+        what: &str,
+        idempotent: bool,
+    ) -> Step<T> {
+        let retry_after_header = resp
+            .headers()
+            .get("Retry-After")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024)
+            .read_to_vec()
+            .unwrap_or_default();
+        let (errcode, message, retry_after_ms) = parse_error_body(&body);
+        match status {
+            429 => Step::Retry {
+                wait: retry_after_ms
+                    .map(Duration::from_millis)
+                    .or(retry_after_header),
+                reason: format!("HTTP 429 {errcode}"),
+            },
+            500..=599 if idempotent || matches!(status, 502..=504) => Step::Retry {
+                wait: None,
+                reason: format!("HTTP {status} {errcode}: {message}"),
+            },
+            500..=599 => Step::Fail(ClientError::Server {
+                status,
+                errcode,
+                message,
+            }),
+            401 => Step::Fail(ClientError::Unauthorized { errcode, message }),
+            403 if errcode == "M_WRONG_ROOM_KEYS_VERSION" => {
+                Step::Fail(ClientError::WrongVersion {
+                    version: String::new(),
+                })
+            }
+            403 if what == "login" => Step::Fail(ClientError::Unauthorized { errcode, message }),
+            404 => Step::Fail(ClientError::NotFound {
+                what: what.to_string(),
+                errcode,
+                message,
+            }),
+            _ => Step::Fail(ClientError::Rejected {
+                status,
+                errcode,
+                message,
+            }),
+        }
+    }
+
+    /// A request whose 2xx body is small JSON.
+    fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&[u8]>,
+        what: &str,
+        idempotent: bool,
+    ) -> Result<T, ClientError> {
+        self.request(method, url, body, what, idempotent, |mut resp| {
+            match resp
+                .body_mut()
+                .with_config()
+                .limit(MAX_SMALL_BODY)
+                .read_to_vec()
+            {
+                Ok(bytes) => match serde_json::from_slice::<T>(&bytes) {
+                    Ok(v) => Step::Done(v),
+                    Err(e) => Step::Fail(ClientError::BadResponse {
+                        what: what.to_string(),
+                        reason: e.to_string(),
+                    }),
+                },
+                Err(ureq::Error::BodyExceedsLimit(n)) => Step::Fail(ClientError::BadResponse {
+                    what: what.to_string(),
+                    reason: format!("the body is larger than {n} bytes"),
+                }),
+                Err(e) => Step::Retry {
+                    wait: None,
+                    reason: format!("reading the response: {}", classify_transport(&e).1),
+                },
+            }
+        })
+    }
+
+    // ---- endpoints ------------------------------------------------------------------
+
+    /// Find the homeserver of `user_id` through `https://<server>/.well-known/matrix/client`,
+    /// falling back to `https://<server>`.
+    pub fn discover(user_id: &str, cfg: &ClientConfig) -> Result<String, ClientError> {
+        let server = server_name(user_id).ok_or_else(|| {
+            ClientError::BadUrl(format!("cannot take a server name from {user_id:?}"))
+        })?;
+        let fallback = format!("https://{server}");
+        let probe = Client::new(
+            &fallback,
+            None,
+            ClientConfig {
+                retry: RetryPolicy {
+                    max_attempts: 2,
+                    ..cfg.retry
+                },
+                ..cfg.clone()
+            },
+        )?;
+        let url = format!("https://{server}/.well-known/matrix/client");
+        let found: Result<Value, ClientError> =
+            probe.json(Method::Get, &url, None, "the .well-known lookup", true);
+        let base = found
+            .ok()
+            .and_then(|v| {
+                v.get("m.homeserver")
+                    .and_then(|h| h.get("base_url"))
+                    .and_then(|b| b.as_str())
+                    .map(str::to_string)
+            })
+            .unwrap_or(fallback);
+        normalize_base_url(&base)
+    }
+
+    /// `POST /login` with a password.
+    pub fn login_password(
+        &self,
+        user: &str,
+        password: &Passphrase,
+        device_name: &str,
+    ) -> Result<Login, ClientError> {
+        #[derive(Deserialize)]
+        struct R {
+            user_id: String,
+            access_token: String,
+            device_id: String,
+        }
+        let pw = std::str::from_utf8(password.expose_secret())
+            .map_err(|_| ClientError::BadUrl("the password is not UTF-8".into()))?;
+        let body = Zeroizing::new(
+            json!({
+                "type": "m.login.password",
+                "identifier": {"type": "m.id.user", "user": user},
+                "password": pw,
+                "initial_device_display_name": device_name,
+            })
+            .to_string()
+            .into_bytes(),
+        );
+        // Not idempotent: every success makes a device.
+        let r: R = self.json(
+            Method::Post,
+            &self.url("login"),
+            Some(&body),
+            "login",
+            false,
+        )?;
+        Ok(Login {
+            user_id: r.user_id,
+            device_id: r.device_id,
+            access_token: AccessToken::new(r.access_token),
+        })
+    }
+
+    /// `GET /account/whoami`.
+    pub fn whoami(&self) -> Result<WhoAmI, ClientError> {
+        self.json(
+            Method::Get,
+            &self.url("account/whoami"),
+            None,
+            "whoami",
+            true,
+        )
+    }
+
+    /// `POST /logout`.
+    pub fn logout(&self) -> Result<(), ClientError> {
+        let _: Value = self.json(
+            Method::Post,
+            &self.url("logout"),
+            Some(b"{}"),
+            "logout",
+            true,
+        )?;
+        Ok(())
+    }
+
+    /// `GET /room_keys/version[/{version}]`; `None` when there is no such backup.
+    pub fn backup_version(
+        &self,
+        version: Option<&str>,
+    ) -> Result<Option<BackupVersion>, ClientError> {
+        let url = match version {
+            None => self.url("room_keys/version"),
+            Some(v) => self.url(&format!("room_keys/version/{}", encode(v))),
+        };
+        match self.json::<BackupVersion>(Method::Get, &url, None, "the backup version", true) {
+            Ok(v) => Ok(Some(v)),
+            Err(ClientError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `POST /room_keys/version`: a new backup version; returns its version string.
+    pub fn create_backup_version(
+        &self,
+        algorithm: &str,
+        auth_data: &Value,
+    ) -> Result<String, ClientError> {
+        #[derive(Deserialize)]
+        struct R {
+            version: String,
+        }
+        let body = json!({"algorithm": algorithm, "auth_data": auth_data}).to_string();
+        let r: R = self.json(
+            Method::Post,
+            &self.url("room_keys/version"),
+            Some(body.as_bytes()),
+            "creating a backup version",
+            false,
+        )?;
+        Ok(r.version)
+    }
+
+    /// `PUT /room_keys/version/{version}`: replace `auth_data` (e.g. to add a signature).
+    pub fn update_backup_version(
+        &self,
+        version: &str,
+        algorithm: &str,
+        auth_data: &Value,
+    ) -> Result<(), ClientError> {
+        let body =
+            json!({"algorithm": algorithm, "auth_data": auth_data, "version": version}).to_string();
+        let _: Value = self.json(
+            Method::Put,
+            &self.url(&format!("room_keys/version/{}", encode(version))),
+            Some(body.as_bytes()),
+            "updating the backup version",
+            true,
+        )?;
+        Ok(())
+    }
+
+    /// `DELETE /room_keys/version/{version}`.
+    pub fn delete_backup_version(&self, version: &str) -> Result<(), ClientError> {
+        let _: Value = self.json(
+            Method::Delete,
+            &self.url(&format!("room_keys/version/{}", encode(version))),
+            None,
+            "the backup version",
+            true,
+        )?;
+        Ok(())
+    }
+
+    /// Stream the keys of backup `version`, optionally of one room or one session, calling
+    /// `f` for each. Memory stays bounded whatever the size of the backup.
+    pub fn room_keys(
+        &self,
+        version: &str,
+        room: Option<&str>,
+        session: Option<&str>,
+        progress: &dyn Progress,
+        f: &mut dyn FnMut(RoomKey) -> crate::Result<()>,
+    ) -> crate::Result<()> {
+        let (path, shape) = match (room, session) {
+            (Some(r), Some(s)) => (
+                format!("room_keys/keys/{}/{}", encode(r), encode(s)),
+                stream::Shape::One {
+                    room_id: r.to_string(),
+                    session_id: s.to_string(),
+                },
+            ),
+            (Some(r), None) => (
+                format!("room_keys/keys/{}", encode(r)),
+                stream::Shape::Room {
+                    room_id: r.to_string(),
+                },
+            ),
+            _ => ("room_keys/keys".to_string(), stream::Shape::All),
+        };
+        let url = format!("{}?version={}", self.url(&path), encode(version));
+        // The callback may have written part of a response when a connection breaks; the
+        // callers' sinks (a store transaction, a session set) tolerate seeing keys again.
+        let mut user_err: Option<crate::Error> = None;
+        let res = self.request(
+            Method::Get,
+            &url,
+            None,
+            "the backup's keys",
+            true,
+            |mut resp| {
+                let reader = resp.body_mut().as_reader();
+                match stream::parse(reader, &shape, MAX_KEY_ENTRY, progress, &mut |k| {
+                    f(k).map_err(|e| {
+                        user_err = Some(e);
+                    })
+                }) {
+                    Ok(()) => Step::Done(()),
+                    Err(stream::StreamError::Sink) => Step::Done(()),
+                    Err(stream::StreamError::Io(reason)) => Step::Retry { wait: None, reason },
+                    Err(stream::StreamError::Json(reason)) => {
+                        Step::Fail(ClientError::BadResponse {
+                            what: "the backup's keys".into(),
+                            reason,
+                        })
+                    }
+                }
+            },
+        );
+        if let Some(e) = user_err {
+            return Err(e);
+        }
+        match res {
+            Ok(()) => Ok(()),
+            // An unknown session is a 404, an unknown room an empty 200.
+            Err(ClientError::NotFound { .. }) if session.is_some() => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Parse a saved `GET /room_keys/keys` response body (offline download).
+    pub fn parse_saved_keys(
+        reader: impl Read,
+        progress: &dyn Progress,
+        f: &mut dyn FnMut(RoomKey) -> crate::Result<()>,
+    ) -> crate::Result<()> {
+        let mut user_err: Option<crate::Error> = None;
+        let r = stream::parse(
+            reader,
+            &stream::Shape::All,
+            MAX_KEY_ENTRY,
+            progress,
+            &mut |k| {
+                f(k).map_err(|e| {
+                    user_err = Some(e);
+                })
+            },
+        );
+        if let Some(e) = user_err {
+            return Err(e);
+        }
+        r.map_err(|e| {
+            crate::Error::NotAKeyExport(match e {
+                stream::StreamError::Io(m) | stream::StreamError::Json(m) => {
+                    format!("not a saved GET /room_keys/keys response: {m}")
+                }
+                stream::StreamError::Sink => "stopped".into(),
+            })
+        })
+    }
+
+    /// `PUT /room_keys/keys?version=` with a prepared body `{"rooms": ...}`.
+    pub fn put_room_keys(&self, version: &str, body: &[u8]) -> Result<PutResult, ClientError> {
+        #[derive(Deserialize)]
+        struct R {
+            count: u64,
+            #[allow(dead_code)]
+            etag: Value,
+        }
+        let url = format!("{}?version={}", self.url("room_keys/keys"), encode(version));
+        let r: Result<R, ClientError> =
+            self.json(Method::Put, &url, Some(body), "uploading keys", true);
+        match r {
+            Ok(r) => Ok(PutResult { count: r.count }),
+            Err(ClientError::WrongVersion { .. }) => Err(ClientError::WrongVersion {
+                version: version.to_string(),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `GET /user/{user_id}/account_data/{type}`; `None` when unset (or set to `{}`).
+    pub fn account_data(&self, user_id: &str, ty: &str) -> Result<Option<Value>, ClientError> {
+        let url = self.url(&format!(
+            "user/{}/account_data/{}",
+            encode(user_id),
+            encode(ty)
+        ));
+        match self.json::<Value>(Method::Get, &url, None, &format!("account data {ty}"), true) {
+            Ok(v) if v.as_object().is_some_and(|o| o.is_empty()) => Ok(None),
+            Ok(v) if v.is_object() => Ok(Some(v)),
+            Ok(_) => Err(ClientError::BadResponse {
+                what: format!("account data {ty}"),
+                reason: "not a JSON object".into(),
+            }),
+            Err(ClientError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `PUT /user/{user_id}/account_data/{type}`.
+    pub fn put_account_data(
+        &self,
+        user_id: &str,
+        ty: &str,
+        content: &Value,
+    ) -> Result<(), ClientError> {
+        let url = self.url(&format!(
+            "user/{}/account_data/{}",
+            encode(user_id),
+            encode(ty)
+        ));
+        let body = content.to_string();
+        let _: Value = self.json(
+            Method::Put,
+            &url,
+            Some(body.as_bytes()),
+            &format!("account data {ty}"),
+            true,
+        )?;
+        Ok(())
+    }
+
+    /// `POST /keys/query` for one user: their devices and cross-signing keys.
+    pub fn query_keys(&self, user_id: &str) -> Result<Value, ClientError> {
+        let body = json!({"device_keys": {user_id: []}}).to_string();
+        self.json(
+            Method::Post,
+            &self.url("keys/query"),
+            Some(body.as_bytes()),
+            "the user's keys",
+            true,
+        )
+    }
+
+    /// `GET /_matrix/client/versions` (no token needed): is this a homeserver?
+    pub fn versions(&self) -> Result<Value, ClientError> {
+        let url = format!("{}/_matrix/client/versions", self.base);
+        self.json(Method::Get, &url, None, "the server's versions", true)
+    }
+}
+
+/// Is a transport error worth retrying, and how to describe it (never with secrets).
+fn classify_transport(e: &ureq::Error) -> (bool, String) {
+    match e {
+        ureq::Error::Io(io) => (true, format!("connection error: {}", io.kind())),
+        ureq::Error::ConnectionFailed => (true, "connection failed".into()),
+        ureq::Error::HostNotFound => (true, "host not found".into()),
+        ureq::Error::Timeout(t) => (true, format!("timed out ({t})")),
+        ureq::Error::Tls(m) => (false, format!("TLS: {m}")),
+        ureq::Error::Protocol(p) => (true, format!("HTTP protocol error: {p}")),
+        ureq::Error::BadUri(_) => (false, "bad URL".into()),
+        other => (false, other.to_string()),
+    }
+}
+
+/// Could the server have received (part of) the request before this error?
+fn maybe_sent(e: &ureq::Error) -> bool {
+    !matches!(e, ureq::Error::ConnectionFailed | ureq::Error::HostNotFound)
+}
+
+fn last_error(reason: &str, base: &str) -> ClientError {
+    if let Some(rest) = reason.strip_prefix("HTTP ") {
+        let mut parts = rest.splitn(2, ' ');
+        let status = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let tail = parts.next().unwrap_or("");
+        let (errcode, message) = tail.split_once(": ").unwrap_or((tail, ""));
+        return ClientError::Server {
+            status,
+            errcode: errcode.to_string(),
+            message: message.to_string(),
+        };
+    }
+    ClientError::Unreachable {
+        url: base.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Read at most `limit` bytes (for tests and small helpers).
+pub fn read_limited(mut r: impl Read, limit: u64) -> std::io::Result<Vec<u8>> {
+    let mut v = Vec::new();
+    (&mut r).take(limit).read_to_end(&mut v)?;
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoding_and_urls() {
+        assert_eq!(encode("!abc:example.org"), "%21abc%3Aexample.org");
+        assert_eq!(encode("a+b/c="), "a%2Bb%2Fc%3D");
+        assert_eq!(
+            normalize_base_url("https://m.org/").unwrap(),
+            "https://m.org"
+        );
+        assert!(normalize_base_url("ftp://m.org").is_err());
+        assert!(normalize_base_url("not a url").is_err());
+        assert_eq!(
+            server_name("@alice:example.org:8448"),
+            Some("example.org:8448")
+        );
+        assert_eq!(server_name("alice"), None);
+    }
+}
