@@ -343,6 +343,10 @@ impl Locked {
 
     /// Unlock with the store passphrase (ignored for an unsealed store). On a wrong
     /// passphrase the locked store is handed back for another try.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the locked store is handed back for another try"
+    )]
     pub fn unlock(
         self,
         passphrase: Option<&Passphrase>,
@@ -817,7 +821,7 @@ fn where_clause(filter: &Filter) -> (String, Vec<String>) {
 
 fn open_row(sealer: &Sealer, room: &str, sid: &str, data: &[u8]) -> StoreResult<ExportedSession> {
     let json = sealer.open(&row_aad(room, sid), data)?;
-    let s = ExportedSession::from_json(&json)
+    let s = ExportedSession::from_stored_json(&json)
         .map_err(|e| StoreError::Corrupt(format!("a stored session does not parse: {e:?}")))?;
     if s.room_id != room || s.session_id != sid {
         return Err(StoreError::Corrupt(

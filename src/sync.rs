@@ -203,18 +203,20 @@ impl BatchBuilder {
         let rooms = std::mem::take(&mut self.rooms);
         self.bytes = 0;
         self.entries = 0;
-        let body: BTreeMap<
-            &str,
-            BTreeMap<String, BTreeMap<&str, BTreeMap<String, KeyBackupData>>>,
-        > = [(
-            "rooms",
-            rooms
+        #[derive(serde::Serialize)]
+        struct Room {
+            sessions: BTreeMap<String, KeyBackupData>,
+        }
+        #[derive(serde::Serialize)]
+        struct Body {
+            rooms: BTreeMap<String, Room>,
+        }
+        let body = Body {
+            rooms: rooms
                 .into_iter()
-                .map(|(r, s)| (r, [("sessions", s)].into_iter().collect()))
+                .map(|(r, sessions)| (r, Room { sessions }))
                 .collect(),
-        )]
-        .into_iter()
-        .collect();
+        };
         serde_json::to_vec(&body).unwrap_or_default()
     }
 }

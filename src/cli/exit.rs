@@ -66,6 +66,10 @@ impl CliError {
     }
 
     /// An error with any code.
+    #[allow(
+        clippy::new_ret_no_self,
+        reason = "callers want the anyhow::Error to return"
+    )]
     pub fn new(code: Code, message: impl Into<String>, hint: impl Into<String>) -> anyhow::Error {
         let hint = hint.into();
         anyhow::Error::new(CliError {
@@ -234,6 +238,33 @@ pub fn classify(err: &anyhow::Error) -> (Code, Option<String>) {
         }
         if let Some(s) = cause.downcast_ref::<StoreError>() {
             return (code_of_kind(s.kind()), Some(hint_for_store(s).into()));
+        }
+        // The library's own error types reach here unwrapped when a command uses `?` on them
+        // directly (e.g. `client.whoami()?`), not only inside `mxkeys::Error`.
+        if let Some(e) = cause.downcast_ref::<mxkeys::client::ClientError>() {
+            let h = hint_for_client(e);
+            return (code_of_kind(e.kind()), (!h.is_empty()).then(|| h.into()));
+        }
+        if let Some(e) = cause.downcast_ref::<mxkeys::recovery::RecoveryError>() {
+            return (code_of_kind(e.kind()), Some(hint_for_recovery(e).into()));
+        }
+        if let Some(e) = cause.downcast_ref::<mxkeys::backup::BackupError>() {
+            return (code_of_kind(e.kind()), Some(hint_for_backup(e).into()));
+        }
+        if let Some(e) = cause.downcast_ref::<mxkeys::secret_storage::SecretStorageError>() {
+            return (
+                code_of_kind(e.kind()),
+                Some(
+                    "give the Security Key or Security Phrase of this account's secret storage"
+                        .into(),
+                ),
+            );
+        }
+        if let Some(e) = cause.downcast_ref::<mxkeys::recovery_key::RecoveryKeyError>() {
+            return (
+                code_of_kind(e.kind()),
+                Some("a recovery key is 48 characters starting with \"Es\", usually in 12 groups of 4; check for mistyped characters".into()),
+            );
         }
     }
     (Code::Failure, None)

@@ -5,6 +5,7 @@ use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use mxkeys::secret::Passphrase;
 use zeroize::Zeroizing;
@@ -23,6 +24,10 @@ pub const SECRET_ENV_VARS: &[&str] = &[
     "MXKEYS_RECOVERY_KEY",
     "MXKEYS_SECURITY_PHRASE",
 ];
+
+/// Set once a secret has been read from stdin: stdin serves one use (age's `StdinGuard`), so a
+/// second secret from stdin is a usage error rather than an empty or merged passphrase.
+static STDIN_TAKEN: AtomicBool = AtomicBool::new(false);
 
 /// A secret's possible sources.
 #[derive(Debug, Clone)]
@@ -107,7 +112,7 @@ impl Source {
         let got = if let Some(p) = &self.file {
             Some(self.read_file(ui, p, stdin_is_data)?)
         } else if let Some(fd) = self.fd {
-            Some(self.read_fd(fd)?)
+            Some(self.read_fd(fd, stdin_is_data)?)
         } else if let Some(cmd) = &self.command {
             Some(self.run_command(cmd)?)
         } else if let Some(p) = std::env::var_os(format!("{}_FILE", self.env)) {
@@ -169,12 +174,7 @@ impl Source {
 
     fn read_file(&self, ui: &Ui, p: &Path, stdin_is_data: bool) -> anyhow::Result<Passphrase> {
         if p == Path::new("-") {
-            if stdin_is_data {
-                return Err(CliError::usage(
-                    format!("stdin cannot carry both the data and the {}", self.what),
-                    format!("use --{}-fd N or a file for the secret", self.flag),
-                ));
-            }
+            self.take_stdin(stdin_is_data)?;
             let mut buf = Zeroizing::new(Vec::new());
             std::io::stdin().lock().read_to_end(&mut buf)?;
             return Ok(strip_newline(buf));
@@ -202,7 +202,45 @@ impl Source {
         Ok(strip_newline(buf))
     }
 
-    fn read_fd(&self, fd: i32) -> anyhow::Result<Passphrase> {
+    /// Does this source read stdin (`-` as the file, or descriptor 0)?
+    pub fn reads_stdin(&self) -> bool {
+        match (&self.file, self.fd, &self.command) {
+            (Some(p), _, _) => p == Path::new("-"),
+            (None, Some(fd), _) => fd == 0,
+            (None, None, Some(_)) => false,
+            (None, None, None) => {
+                std::env::var_os(format!("{}_FILE", self.env)).is_some_and(|p| p == "-")
+            }
+        }
+    }
+
+    /// Claim stdin for this secret: refused when stdin carries the data or another secret.
+    fn take_stdin(&self, stdin_is_data: bool) -> anyhow::Result<()> {
+        if stdin_is_data {
+            return Err(CliError::usage(
+                format!("stdin cannot carry both the data and the {}", self.what),
+                format!("use --{}-fd N or a file for the secret", self.flag),
+            ));
+        }
+        if STDIN_TAKEN.swap(true, Ordering::SeqCst) {
+            return Err(CliError::usage(
+                format!(
+                    "stdin is already used for another secret; it cannot also carry the {}",
+                    self.what
+                ),
+                format!(
+                    "give the {} with --{}-fd N (another descriptor) or a file",
+                    self.what, self.flag
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn read_fd(&self, fd: i32, stdin_is_data: bool) -> anyhow::Result<Passphrase> {
+        if fd == 0 {
+            self.take_stdin(stdin_is_data)?;
+        }
         if fd < 0 {
             return Err(CliError::usage(
                 format!("--{}-fd {fd} is not a file descriptor", self.flag),
@@ -258,6 +296,25 @@ impl Source {
         }
         Ok(strip_newline(Zeroizing::new(stdout.to_vec())))
     }
+}
+
+/// At most one secret may come from stdin: check before any is read, since the first read
+/// would swallow both (a wrong-passphrase error would then hide the real mistake).
+pub fn check_one_stdin_secret(sources: &[&Source]) -> anyhow::Result<()> {
+    let mut on_stdin = sources.iter().filter(|s| s.reads_stdin());
+    if let (Some(first), Some(second)) = (on_stdin.next(), on_stdin.next()) {
+        return Err(CliError::usage(
+            format!(
+                "stdin is already used for the {}; it cannot also carry the {}",
+                first.what, second.what
+            ),
+            format!(
+                "give the {} with --{}-fd N (another descriptor) or a file",
+                second.what, second.flag
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Strip one trailing "\n" or "\r\n", nothing else.

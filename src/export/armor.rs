@@ -582,7 +582,7 @@ impl<R: Read> ArmorDecoder<R> {
     fn finalize_info(&mut self) {
         let chars = self.info.base64_chars;
         self.info.padded = self.pads > 0;
-        self.info.unpadded = self.pads == 0 && chars % 4 != 0;
+        self.info.unpadded = self.pads == 0 && !chars.is_multiple_of(4);
         self.info.line_ending = match (self.saw_lf, self.saw_crlf) {
             (true, true) => LineEnding::Mixed,
             (false, true) => LineEnding::Crlf,

@@ -336,7 +336,7 @@ mod tests {
             })
             .map_err(|e| match e {
                 FeedError::Split(e) => e,
-                FeedError::Sink(()) => unreachable!(),
+                FeedError::Sink(()) => panic!("the sink never fails"),
             })?;
         }
         s.finish()?;

@@ -229,6 +229,10 @@ impl<R: Read + Seek> ExportReader<R> {
     /// Derive the keys and verify the MAC over the whole file (pass 2).
     ///
     /// On a wrong passphrase the reader is handed back so the caller can try another one.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the reader is handed back for another try"
+    )]
     pub fn unlock(
         mut self,
         passphrase: &Passphrase,

@@ -29,22 +29,45 @@ pub fn run(ctx: &Context<'_>, a: DecryptArgs) -> anyhow::Result<Code> {
     let mut unlocker =
         ExportUnlocker::new(secrets_in::export_passphrase(&a.passphrase), stdin_is_data);
     let mut u = unlocker.unlock(ctx.ui, &label, reader, &bar)?;
-    // Check the plaintext is a JSON array before the first byte goes out, so that neither a
-    // file nor a pipe ever receives something that is not a key export.
+    // Nothing that is not a key export may reach the output. A file is written as the
+    // plaintext is checked, in one pass, and only appears if the check passes; a pipe cannot
+    // take bytes back, so for stdout the check is a pass of its own before any byte goes out.
+    let write_err =
+        |e: std::io::Error| mxkeys::Error::io(format!("writing {}", output_label(out)), e);
+    let mut sink;
     let entries = if a.raw {
+        sink = Sink::open(out, a.out.force)?;
+        u.decrypt_to(&bar, &mut |pt| sink.write_all(pt).map_err(write_err))
+            .map_err(|e| anyhow::Error::new(e).context(label.clone()))?;
         None
+    } else if to_stdout {
+        let n = u
+            .for_each_element(&bar, &mut check_element)
+            .map_err(|e| anyhow::Error::new(e).context(label.clone()))?;
+        sink = Sink::open(out, a.out.force)?;
+        u.decrypt_to(&bar, &mut |pt| sink.write_all(pt).map_err(write_err))
+            .map_err(|e| anyhow::Error::new(e).context(label.clone()))?;
+        Some(n)
     } else {
+        sink = Sink::open(out, a.out.force)?;
+        let mut splitter = mxkeys::export::ArraySplitter::new();
+        let not_array = |e: mxkeys::export::json_array::SplitError| {
+            mxkeys::Error::NotAKeyExport(format!("not a JSON array: {e}"))
+        };
+        u.decrypt_to(&bar, &mut |pt| {
+            splitter.feed(pt, &mut check_element).map_err(|e| match e {
+                mxkeys::export::FeedError::Split(e) => not_array(e),
+                mxkeys::export::FeedError::Sink(e) => e,
+            })?;
+            sink.write_all(pt).map_err(write_err)
+        })
+        .map_err(|e| anyhow::Error::new(e).context(label.clone()))?;
         Some(
-            u.for_each_element(&bar, &mut check_element)
-                .map_err(|e| anyhow::Error::new(e).context(label.clone()))?,
+            splitter
+                .finish()
+                .map_err(|e| anyhow::Error::new(not_array(e)).context(label.clone()))?,
         )
     };
-    let mut sink = Sink::open(out, a.out.force)?;
-    u.decrypt_to(&bar, &mut |pt| {
-        sink.write_all(pt)
-            .map_err(|e| mxkeys::Error::io(format!("writing {}", output_label(out)), e))
-    })
-    .map_err(|e| anyhow::Error::new(e).context(label.clone()))?;
     sink.commit()?;
     bar.finish();
     let summary =

@@ -13,6 +13,10 @@ use crate::cli::secrets_in::{self, Purpose};
 pub fn run(ctx: &Context<'_>, a: ExportArgs) -> anyhow::Result<Code> {
     let out = Some(a.output.as_path());
     Sink::precheck(out, a.out.force)?;
+    secrets_in::check_one_stdin_secret(&[
+        &secrets_in::store_passphrase(ctx.global),
+        &secrets_in::export_passphrase(&a.passphrase),
+    ])?;
     let store = ctx.open_store(Access::Read, false)?;
     let filter = Filter {
         rooms: a.rooms.clone(),

@@ -23,6 +23,10 @@ struct FileReport {
 /// Run `import`.
 pub fn run(ctx: &Context<'_>, a: ImportArgs) -> anyhow::Result<Code> {
     let stdin_is_data = check_stdin_once(&a.files)?;
+    secrets_in::check_one_stdin_secret(&[
+        &secrets_in::store_passphrase(ctx.global),
+        &secrets_in::export_passphrase(&a.passphrase),
+    ])?;
     let bar = ctx.ui.bar();
     let mut store = ctx.open_store(Access::Write, stdin_is_data)?;
     let limits = Limits {

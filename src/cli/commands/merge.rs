@@ -21,6 +21,10 @@ pub fn run(ctx: &Context<'_>, a: MergeArgs) -> anyhow::Result<Code> {
     let out = Some(a.output.as_path());
     Sink::precheck(out, a.out.force)?;
     let stdin_is_data = check_stdin_once(&a.files)?;
+    secrets_in::check_one_stdin_secret(&[
+        &secrets_in::export_passphrase(&a.passphrase),
+        &secrets_in::new_passphrase(&a.new_passphrase),
+    ])?;
     let bar = ctx.ui.bar();
     let limits = Limits {
         max_rounds: a.read.max_rounds,

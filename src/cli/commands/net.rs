@@ -304,14 +304,24 @@ pub fn prompt_secret() -> anyhow::Result<UserSecret> {
     ))?)
 }
 
-/// How the backup key was obtained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+/// How the backup key was obtained. Serialised as one string: the kind of secret
+/// (`security_key`, `security_phrase`, `backup_recovery_key`, `legacy_backup_passphrase`) or
+/// `stored_key`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeySource {
     /// From the user's secret, recognised as this kind.
     Given(SecretKind),
     /// Cached in the store from an earlier run.
     Cached,
+}
+
+impl Serialize for KeySource {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            KeySource::Given(k) => k.serialize(s),
+            KeySource::Cached => s.serialize_str("stored_key"),
+        }
+    }
 }
 
 impl KeySource {

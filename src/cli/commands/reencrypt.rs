@@ -30,6 +30,10 @@ pub fn run(ctx: &Context<'_>, a: ReencryptArgs) -> anyhow::Result<Code> {
     let out = Some(a.output.as_path());
     Sink::precheck(out, a.out.force)?;
     let stdin_is_data = a.file.as_os_str() == "-";
+    secrets_in::check_one_stdin_secret(&[
+        &secrets_in::export_passphrase(&a.passphrase),
+        &secrets_in::new_passphrase(&a.new_passphrase),
+    ])?;
     let bar = ctx.ui.bar();
     let limits = Limits {
         max_rounds: a.read.max_rounds,

@@ -27,7 +27,7 @@ struct Rejected {
 
 enum Target<'s> {
     Store(MergeTx<'s>),
-    File(SessionWriter<Sink>),
+    File(Box<SessionWriter<Sink>>),
 }
 
 struct Downloader<'s> {
@@ -35,6 +35,8 @@ struct Downloader<'s> {
     target: Target<'s>,
     pending: Vec<(String, String, KeyBackupData)>,
     sessions_filter: Vec<String>,
+    /// Sessions already taken: a response read again after a broken connection repeats them.
+    seen: std::collections::HashSet<[u8; 16]>,
     fetched: u64,
     merge: MergeCounts,
     rejected: u64,
@@ -46,6 +48,12 @@ struct Downloader<'s> {
 impl Downloader<'_> {
     fn push(&mut self, k: RoomKey) -> mxkeys::Result<()> {
         if !self.sessions_filter.is_empty() && !self.sessions_filter.contains(&k.session_id) {
+            return Ok(());
+        }
+        if !self
+            .seen
+            .insert(mxkeys::sync::pair_key(&k.room_id, &k.session_id))
+        {
             return Ok(());
         }
         self.fetched += 1;
@@ -201,11 +209,11 @@ pub fn run(ctx: &Context<'_>, a: BackupDownloadArgs) -> anyhow::Result<Code> {
                 },
                 false,
             )?;
-            Target::File(SessionWriter::new(ExportWriter::new(
+            Target::File(Box::new(SessionWriter::new(ExportWriter::new(
                 Sink::open(out, a.out.force)?,
                 &pass,
                 rounds,
-            )?))
+            )?)))
         }
         None => Target::Store(
             store
@@ -220,6 +228,7 @@ pub fn run(ctx: &Context<'_>, a: BackupDownloadArgs) -> anyhow::Result<Code> {
             target,
             pending: Vec::new(),
             sessions_filter: a.sessions.clone(),
+            seen: std::collections::HashSet::new(),
             fetched: 0,
             merge: MergeCounts::default(),
             rejected: 0,

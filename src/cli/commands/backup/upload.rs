@@ -112,6 +112,23 @@ impl Uploader<'_> {
     }
 }
 
+/// Did the secret given fail to unlock this backup (wrong key, or a stale copy in secret
+/// storage)? The error may arrive bare or inside `mxkeys::Error`.
+fn key_does_not_match(e: &anyhow::Error) -> bool {
+    let mismatch = |r: &RecoveryError| {
+        matches!(
+            r,
+            RecoveryError::NoMatch { .. }
+                | RecoveryError::StaleBackupKey { .. }
+                | RecoveryError::NoBackupSecret { .. }
+        )
+    };
+    e.chain().any(|c| match c.downcast_ref::<mxkeys::Error>() {
+        Some(mxkeys::Error::Recovery(r)) => mismatch(r),
+        _ => c.downcast_ref::<RecoveryError>().is_some_and(mismatch),
+    })
+}
+
 /// Run `backup upload`.
 pub fn run(ctx: &Context<'_>, a: BackupUploadArgs) -> anyhow::Result<Code> {
     let stdin_is_data = check_stdin_once(&a.files)?;
@@ -165,16 +182,7 @@ pub fn run(ctx: &Context<'_>, a: BackupUploadArgs) -> anyhow::Result<Code> {
             stdin_is_data,
         ) {
             Ok((k, src)) => (src.describe().to_string(), Some((k, src))),
-            Err(e)
-                if matches!(
-                    e.downcast_ref::<mxkeys::Error>(),
-                    Some(mxkeys::Error::Recovery(
-                        RecoveryError::NoMatch { .. }
-                            | RecoveryError::StaleBackupKey { .. }
-                            | RecoveryError::NoBackupSecret { .. }
-                    ))
-                ) =>
-            {
+            Err(e) if key_does_not_match(&e) => {
                 return Err(CliError::new(
                     Code::Untrusted,
                     format!(
