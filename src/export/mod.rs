@@ -268,11 +268,26 @@ fn verify_mac<R: Read + Seek>(
     if n != info.decoded_len {
         return Err(ExportFormatError::ChangedWhileReading.into());
     }
-    if mac.verify(&tag) {
+    if tag_ok(mac, &tag) {
         Ok(())
     } else {
         Err(Error::WrongPassphraseOrModified)
     }
+}
+
+/// Whether `tag` is the file's MAC (constant-time comparison).
+///
+/// Fuzzing only: a build with `--cfg fuzzing` (set by cargo-fuzz for the fuzz targets in
+/// `fuzz/`) also accepts a tag of 32 zero bytes, so that the fuzzer can reach the JSON layer
+/// behind the MAC, as vodozemac does. It is a compiler `cfg`, never a Cargo feature or an
+/// environment variable, so no release or normal build can turn it on; the unit test
+/// `all_zero_mac_is_rejected` pins that down.
+fn tag_ok(mac: HmacState, tag: &[u8]) -> bool {
+    #[cfg(fuzzing)]
+    if tag.len() == MAC_LEN && tag.iter().all(|&b| b == 0) {
+        return true;
+    }
+    mac.verify(tag)
 }
 
 /// Feed the part of `chunk` before `end` to the MAC and keep the part after it as the tag.
@@ -327,7 +342,7 @@ impl<R: Read + Seek> UnlockedExport<R> {
             }
             Ok(())
         })?;
-        if n != self.info.decoded_len || !mac.verify(&tag) {
+        if n != self.info.decoded_len || !tag_ok(mac, &tag) {
             return Err(ExportFormatError::ChangedWhileReading.into());
         }
         Ok(())
@@ -548,6 +563,89 @@ mod tests {
             let r = read(t.as_bytes(), "pw");
             assert!(r.is_err(), "flip in byte {byte} accepted");
         }
+    }
+
+    /// A well-formed file whose MAC is 32 zero bytes: what the `cfg(fuzzing)` bypass accepts.
+    fn zero_mac_file(pt: &[u8], pass: &str) -> Vec<u8> {
+        let header = Header::random(1).unwrap();
+        let keys = ExportKeys::derive(&Passphrase::from_string(pass.into()), &header);
+        let mut bin = cipher::seal(&keys, &header, pt).unwrap();
+        let n = bin.len();
+        bin[n - MAC_LEN..].fill(0);
+        format!(
+            "{}\n{}\n{}\n",
+            armor::HEADER,
+            cipher::tests_support::b64encode(&bin),
+            armor::FOOTER
+        )
+        .into_bytes()
+    }
+
+    /// A source that serves `first` until it has been rewound `switch_after` times, then
+    /// `then` (a file replaced between the reading passes).
+    struct Swapping {
+        first: Cursor<Vec<u8>>,
+        then: Cursor<Vec<u8>>,
+        rewinds: u32,
+        switch_after: u32,
+    }
+
+    impl Read for Swapping {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.rewinds > self.switch_after {
+                self.then.read(buf)
+            } else {
+                self.first.read(buf)
+            }
+        }
+    }
+
+    impl Seek for Swapping {
+        fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+            if pos == SeekFrom::Start(0) {
+                self.rewinds += 1;
+            }
+            self.first.seek(pos)?;
+            self.then.seek(pos)
+        }
+    }
+
+    /// The fuzzing-only MAC bypass is not in normal builds: an all-zero MAC is refused by the
+    /// unlock pass and by the re-check at the end of decryption.
+    #[cfg(not(fuzzing))]
+    #[test]
+    fn all_zero_mac_is_rejected() {
+        let forged = zero_mac_file(b"[]", "pw");
+        assert!(matches!(
+            read(&forged, "pw"),
+            Err(Error::WrongPassphraseOrModified)
+        ));
+        // Swapped for the forgery after unlock: the re-check in decrypt_to catches it. The
+        // two files must have the same length (same header size, same plaintext length).
+        let genuine = write(b"[]", "pw", 1);
+        let forged = zero_mac_file(b"[]", "pw");
+        assert_eq!(genuine.len(), forged.len());
+        // open() seeks to the end and rewinds (1), then for_each_decoded rewinds for unlock
+        // (2) and for decrypt_to (3).
+        let src = Swapping {
+            first: Cursor::new(genuine),
+            then: Cursor::new(forged),
+            rewinds: 0,
+            switch_after: 2,
+        };
+        let r = ExportReader::open(src, &Limits::default(), &NoProgress).unwrap();
+        let mut u = r
+            .unlock(&Passphrase::from_string("pw".into()), &NoProgress)
+            .map_err(|(_, e)| e)
+            .unwrap();
+        let e = u.decrypt_to(&NoProgress, &mut |_| Ok(())).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::InvalidExport(ExportFormatError::ChangedWhileReading)
+            ),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -2,15 +2,11 @@
 
 use std::io::Read;
 
-use mxkeys::export::{ExportWriter, SessionWriter};
 use mxkeys::session::SessionStream;
 
-use super::{
-    Context, MAX_LISTED, Rejection, Sink, output_label, rounds_for_new_file, warn_entries,
-};
+use super::{Context, MAX_LISTED, Rejection, Sink, output_label, warn_entries};
 use crate::cli::EncryptArgs;
 use crate::cli::exit::Code;
-use crate::cli::secrets_in::{self, Purpose};
 
 /// Run `encrypt`.
 pub fn run(ctx: &Context<'_>, a: EncryptArgs) -> anyhow::Result<Code> {
@@ -35,16 +31,14 @@ pub fn run(ctx: &Context<'_>, a: EncryptArgs) -> anyhow::Result<Code> {
             }
         })?)
     };
-    let rounds = rounds_for_new_file(ctx.ui, a.write.rounds);
-    let (pass, _) = secrets_in::export_passphrase(&a.passphrase).resolve(
-        ctx.ui,
-        Purpose::New {
-            allow_empty: a.write.insecure_empty_passphrase,
-        },
+    let (mut w, rounds) = super::new_export(
+        ctx,
+        out,
+        a.out.force,
+        &a.write,
+        &a.passphrase,
         stdin_is_data,
     )?;
-    let sink = Sink::open(out, a.out.force)?;
-    let mut w = SessionWriter::new(ExportWriter::new(sink, &pass, rounds)?);
     let mut rejections: Vec<Rejection> = Vec::new();
     let mut rejected = 0u64;
     let mut sink_fn = |batch: Vec<mxkeys::session::ParsedEntry>| -> mxkeys::Result<()> {

@@ -1,13 +1,12 @@
 //! `mxkeys export`: write sessions from the store to an export file.
 
-use mxkeys::export::{ExportWriter, SessionWriter};
 use mxkeys::progress::{self, Progress};
 use mxkeys::store::{Access, Filter};
 
-use super::{Context, Sink, output_label, rounds_for_new_file};
+use super::{Context, Sink, output_label};
 use crate::cli::ExportArgs;
 use crate::cli::exit::{CliError, Code};
-use crate::cli::secrets_in::{self, Purpose};
+use crate::cli::secrets_in;
 
 /// Run `export`.
 pub fn run(ctx: &Context<'_>, a: ExportArgs) -> anyhow::Result<Code> {
@@ -37,17 +36,8 @@ pub fn run(ctx: &Context<'_>, a: ExportArgs) -> anyhow::Result<Code> {
         };
         return Err(CliError::new(Code::NotFound, msg, hint));
     }
-    let rounds = rounds_for_new_file(ctx.ui, a.write.rounds);
-    let (pass, _) = secrets_in::export_passphrase(&a.passphrase).resolve(
-        ctx.ui,
-        Purpose::New {
-            allow_empty: a.write.insecure_empty_passphrase,
-        },
-        false,
-    )?;
     let bar = ctx.ui.bar();
-    let sink = Sink::open(out, a.out.force)?;
-    let mut w = SessionWriter::new(ExportWriter::new(sink, &pass, rounds)?);
+    let (mut w, rounds) = super::new_export(ctx, out, a.out.force, &a.write, &a.passphrase, false)?;
     bar.phase("exporting", n);
     // Sessions come ordered by room, so counting room changes counts rooms.
     let mut last_room = String::new();

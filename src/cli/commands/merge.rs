@@ -3,14 +3,13 @@
 //! The sessions are merged through a temporary sealed store (random key, never written
 //! down) so that memory stays bounded however large the files are.
 
-use mxkeys::export::{ExportWriter, Limits, SessionWriter};
+use mxkeys::export::{ExportWriter, SessionWriter};
 use mxkeys::progress::{self, Progress};
 use mxkeys::secret::Passphrase;
-use mxkeys::store::{Access, Filter, Outcome, Store};
+use mxkeys::store::{Access, Filter, Store};
 
 use super::{
-    Conflict, Context, ExportUnlocker, MAX_LISTED, Rejection, Sink, check_stdin_once, open_export,
-    open_input, output_label, warn_entries,
+    Context, MergeLog, Sink, check_stdin_once, open_and_unlock, output_label, warn_entries,
 };
 use crate::cli::MergeArgs;
 use crate::cli::exit::Code;
@@ -26,28 +25,9 @@ pub fn run(ctx: &Context<'_>, a: MergeArgs) -> anyhow::Result<Code> {
         &secrets_in::new_passphrase(&a.new_passphrase),
     ])?;
     let bar = ctx.ui.bar();
-    let limits = Limits {
-        max_rounds: a.read.max_rounds,
-    };
-    let mut readers = Vec::new();
-    for p in &a.files {
-        readers.push(open_export(open_input(p)?, &limits, &bar)?);
-    }
-    let mut unlocker =
-        ExportUnlocker::new(secrets_in::export_passphrase(&a.passphrase), stdin_is_data);
-    let mut unlocked = Vec::new();
-    let mut input_passphrases_differ = false;
-    let mut first_pass: Option<Passphrase> = None;
-    for (label, r) in readers {
-        let u = unlocker.unlock(ctx.ui, &label, r, &bar)?;
-        if let Some(p) = unlocker.passphrase() {
-            match &first_pass {
-                None => first_pass = Some(Passphrase::new(p.expose_secret().to_vec())),
-                Some(f) => input_passphrases_differ |= !f.ct_eq(p),
-            }
-        }
-        unlocked.push((label, u));
-    }
+    let (mut unlocked, unlocker) =
+        open_and_unlock(ctx, &a.files, &a.passphrase, &a.read, stdin_is_data, &bar)?;
+    let input_passphrases_differ = unlocker.passphrases_differ();
     let new_pass = super::reencrypt::new_output_passphrase(
         ctx,
         &a.new_passphrase,
@@ -75,47 +55,17 @@ pub fn run(ctx: &Context<'_>, a: MergeArgs) -> anyhow::Result<Code> {
         .unlock(Some(&scratch_pass))
         .map_err(|(_, e)| e)?;
 
-    let mut rejections: Vec<Rejection> = Vec::new();
-    let mut conflicts: Vec<Conflict> = Vec::new();
-    let mut rejected = 0u64;
+    let mut log = MergeLog::default();
     let mut tx = store.merge_tx()?;
     for (label, u) in &mut unlocked {
-        u.for_each_session_batch(&bar, &mut |batch| {
-            let mut valid = Vec::with_capacity(batch.len());
-            for (index, r) in batch {
-                match r {
-                    Ok(s) => valid.push(s),
-                    Err(e) => {
-                        rejected += 1;
-                        if rejections.len() < MAX_LISTED {
-                            rejections.push(Rejection {
-                                file: label.clone(),
-                                index,
-                                reason: e.to_string(),
-                            });
-                        }
-                    }
-                }
-            }
-            tx.merge_batch(valid, &mut |s, o| {
-                if o == Outcome::Conflict && conflicts.len() < MAX_LISTED {
-                    conflicts.push(Conflict {
-                        file: label.clone(),
-                        room_id: s.room_id.clone(),
-                        session_id: s.session_id.clone(),
-                    });
-                }
-            })?;
-            Ok(())
-        })
-        .map_err(|e| anyhow::Error::new(e).context(label.clone()))?;
+        log.merge_file(&mut tx, label, u, &bar)?;
     }
     let counts = tx.commit()?;
 
     let pass = match &new_pass {
         Some(p) => p,
-        None => first_pass
-            .as_ref()
+        None => unlocker
+            .passphrase()
             .ok_or_else(|| anyhow::anyhow!("no passphrase"))?,
     };
     let sink = Sink::open(out, a.out.force)?;
@@ -132,6 +82,7 @@ pub fn run(ctx: &Context<'_>, a: MergeArgs) -> anyhow::Result<Code> {
     bar.finish();
     drop(store);
     let o = output_label(out);
+    let rejected = log.rejected;
     let code = if rejected > 0 || counts.conflicts > 0 {
         Code::Partial
     } else {
@@ -141,7 +92,7 @@ pub fn run(ctx: &Context<'_>, a: MergeArgs) -> anyhow::Result<Code> {
         let v = serde_json::json!({
             "output": o, "sessions": written, "duplicates_dropped": counts.unchanged + counts.improved,
             "improved": counts.improved, "conflicts": counts.conflicts, "rejected": rejected,
-            "rejections": rejections, "conflict_list": conflicts, "rounds": rounds,
+            "rejections": log.rejections, "conflict_list": log.conflicts, "rounds": rounds,
         });
         if o == "stdout" {
             eprintln!("{v}");
@@ -149,7 +100,13 @@ pub fn run(ctx: &Context<'_>, a: MergeArgs) -> anyhow::Result<Code> {
             ctx.ui.print_json(&v)?;
         }
     } else {
-        warn_entries(ctx.ui, &rejections, &conflicts, rejected, counts.conflicts);
+        warn_entries(
+            ctx.ui,
+            &log.rejections,
+            &log.conflicts,
+            rejected,
+            counts.conflicts,
+        );
         ctx.ui.note(&format!(
             "Merged {} files into {o}: {written} sessions ({} duplicates dropped, {} replaced by a better copy); rejected {rejected}, conflicts {}.",
             a.files.len(),

@@ -19,11 +19,11 @@ use std::io::{BufWriter, Stdout, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use mxkeys::export::{ExportReader, Limits, UnlockedExport};
+use mxkeys::export::{ExportReader, ExportWriter, Limits, SessionWriter, UnlockedExport};
 use mxkeys::fs::{AtomicFile, Overwrite};
 use mxkeys::progress::Progress;
 use mxkeys::secret::Passphrase;
-use mxkeys::store::{Access, Locked, Protection, Store, StoreError};
+use mxkeys::store::{Access, Locked, MergeCounts, MergeTx, Outcome, Protection, Store, StoreError};
 
 use super::GlobalArgs;
 use super::exit::{CliError, Code};
@@ -179,6 +179,8 @@ pub struct ExportUnlocker {
     source: Source,
     stdin_is_data: bool,
     current: Option<(Passphrase, Origin)>,
+    first: Option<Passphrase>,
+    differ: bool,
 }
 
 impl ExportUnlocker {
@@ -188,12 +190,28 @@ impl ExportUnlocker {
             source,
             stdin_is_data,
             current: None,
+            first: None,
+            differ: false,
         }
     }
 
-    /// The passphrase that unlocked the last file (to reuse for an output).
+    /// The passphrase that unlocked the first file (to reuse for an output).
     pub fn passphrase(&self) -> Option<&Passphrase> {
-        self.current.as_ref().map(|(p, _)| p)
+        self.first.as_ref()
+    }
+
+    /// Did the files need different passphrases?
+    pub fn passphrases_differ(&self) -> bool {
+        self.differ
+    }
+
+    fn note_success(&mut self) {
+        if let Some((p, _)) = &self.current {
+            match &self.first {
+                None => self.first = Some(Passphrase::new(p.expose_secret().to_vec())),
+                Some(f) => self.differ |= !f.ct_eq(p),
+            }
+        }
     }
 
     /// Unlock `reader`, verifying its MAC.
@@ -218,7 +236,10 @@ impl ExportUnlocker {
             };
             let origin = *origin;
             match reader.unlock(pass, progress) {
-                Ok(u) => return Ok(u),
+                Ok(u) => {
+                    self.note_success();
+                    return Ok(u);
+                }
                 Err((r, mxkeys::Error::WrongPassphraseOrModified))
                     if origin == Origin::Prompt && tries < PROMPT_TRIES =>
                 {
@@ -233,6 +254,131 @@ impl ExportUnlocker {
             }
         }
     }
+}
+
+/// Check every file's structure (no passphrase needed), then unlock each in turn, so that a
+/// damaged or hostile file is refused before any key is derived or anything is written.
+pub fn open_and_unlock(
+    ctx: &Context<'_>,
+    files: &[PathBuf],
+    passphrase: &super::PassphraseArgs,
+    read: &super::ReadArgs,
+    stdin_is_data: bool,
+    progress: &dyn Progress,
+) -> anyhow::Result<(Vec<(String, UnlockedExport<File>)>, ExportUnlocker)> {
+    let limits = Limits {
+        max_rounds: read.max_rounds,
+    };
+    let mut readers = Vec::with_capacity(files.len());
+    for p in files {
+        readers.push(open_export(open_input(p)?, &limits, progress)?);
+    }
+    let mut unlocker =
+        ExportUnlocker::new(secrets_in::export_passphrase(passphrase), stdin_is_data);
+    let mut unlocked = Vec::with_capacity(readers.len());
+    for (label, r) in readers {
+        let u = unlocker.unlock(ctx.ui, &label, r, progress)?;
+        unlocked.push((label, u));
+    }
+    Ok((unlocked, unlocker))
+}
+
+/// What merging export files into a store did, for reports.
+#[derive(Debug, Default)]
+pub struct MergeLog {
+    /// Rejected entries (at most [`MAX_LISTED`]).
+    pub rejections: Vec<Rejection>,
+    /// Conflicting sessions (at most [`MAX_LISTED`]).
+    pub conflicts: Vec<Conflict>,
+    /// All rejected entries.
+    pub rejected: u64,
+}
+
+/// One file's share of a merge.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct FileReport {
+    /// Which input.
+    pub file: String,
+    /// Entries in its array.
+    pub entries: usize,
+    /// Outcomes of its valid sessions.
+    #[serde(flatten)]
+    pub counts: MergeCounts,
+    /// Entries rejected.
+    pub rejected: u64,
+}
+
+impl MergeLog {
+    /// Decrypt one unlocked file and merge its valid sessions into `tx`.
+    pub fn merge_file(
+        &mut self,
+        tx: &mut MergeTx<'_>,
+        label: &str,
+        u: &mut UnlockedExport<File>,
+        progress: &dyn Progress,
+    ) -> anyhow::Result<FileReport> {
+        let mut fr = FileReport {
+            file: label.to_string(),
+            ..Default::default()
+        };
+        let n = u
+            .for_each_session_batch(progress, &mut |batch| {
+                let mut valid = Vec::with_capacity(batch.len());
+                for (index, r) in batch {
+                    match r {
+                        Ok(s) => valid.push(s),
+                        Err(e) => {
+                            fr.rejected += 1;
+                            if self.rejections.len() < MAX_LISTED {
+                                self.rejections.push(Rejection {
+                                    file: label.to_string(),
+                                    index,
+                                    reason: e.to_string(),
+                                });
+                            }
+                        }
+                    }
+                }
+                let conflicts = &mut self.conflicts;
+                tx.merge_batch(valid, &mut |s, o| {
+                    fr.counts.add(o);
+                    if o == Outcome::Conflict && conflicts.len() < MAX_LISTED {
+                        conflicts.push(Conflict {
+                            file: label.to_string(),
+                            room_id: s.room_id.clone(),
+                            session_id: s.session_id.clone(),
+                        });
+                    }
+                })?;
+                Ok(())
+            })
+            .map_err(|e| anyhow::Error::new(e).context(label.to_string()))?;
+        fr.entries = n;
+        self.rejected += fr.rejected;
+        Ok(fr)
+    }
+}
+
+/// A new export file at `out`: rounds (with the spec's warning), a new passphrase from its
+/// sources, and the session writer.
+pub fn new_export(
+    ctx: &Context<'_>,
+    out: Option<&Path>,
+    force: bool,
+    write: &super::WriteArgs,
+    passphrase: &super::PassphraseArgs,
+    stdin_is_data: bool,
+) -> anyhow::Result<(SessionWriter<Sink>, u32)> {
+    let rounds = rounds_for_new_file(ctx.ui, write.rounds);
+    let (pass, _) = secrets_in::export_passphrase(passphrase).resolve(
+        ctx.ui,
+        Purpose::New {
+            allow_empty: write.insecure_empty_passphrase,
+        },
+        stdin_is_data,
+    )?;
+    let w = SessionWriter::new(ExportWriter::new(Sink::open(out, force)?, &pass, rounds)?);
+    Ok((w, rounds))
 }
 
 /// Where output goes: an atomic file, or stdout.

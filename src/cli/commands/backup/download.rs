@@ -2,7 +2,7 @@
 
 use mxkeys::backup::{self, BackupDecryptionKey, KeyBackupData};
 use mxkeys::client::{Client, RoomKey};
-use mxkeys::export::{ExportWriter, SessionWriter};
+use mxkeys::export::SessionWriter;
 use mxkeys::progress::Progress;
 use mxkeys::recovery::UserSecret;
 use mxkeys::session::ExportedSession;
@@ -10,10 +10,9 @@ use mxkeys::store::{Access, MergeCounts, MergeTx, Outcome};
 use serde_json::json;
 
 use super::super::net::{self, KeySource, Missing, StoreUse};
-use super::super::{Conflict, Context, MAX_LISTED, Sink, output_label, rounds_for_new_file};
+use super::super::{Conflict, Context, MAX_LISTED, Sink, output_label};
 use crate::cli::BackupDownloadArgs;
 use crate::cli::exit::{CliError, Code};
-use crate::cli::secrets_in::{self, Purpose};
 
 /// Keys decrypted together, in parallel.
 const DECRYPT_BATCH: usize = 1024;
@@ -201,19 +200,9 @@ pub fn run(ctx: &Context<'_>, a: BackupDownloadArgs) -> anyhow::Result<Code> {
     };
     let target = match out {
         Some(_) => {
-            let rounds = rounds_for_new_file(ctx.ui, a.write.rounds);
-            let (pass, _) = secrets_in::export_passphrase(&a.passphrase).resolve(
-                ctx.ui,
-                Purpose::New {
-                    allow_empty: a.write.insecure_empty_passphrase,
-                },
-                false,
-            )?;
-            Target::File(Box::new(SessionWriter::new(ExportWriter::new(
-                Sink::open(out, a.out.force)?,
-                &pass,
-                rounds,
-            )?)))
+            let (w, _) =
+                super::super::new_export(ctx, out, a.out.force, &a.write, &a.passphrase, false)?;
+            Target::File(Box::new(w))
         }
         None => Target::Store(
             store

@@ -2,7 +2,6 @@
 
 use mxkeys::backup::{self, BackupPublicKey};
 use mxkeys::client::ClientError;
-use mxkeys::export::Limits;
 use mxkeys::progress::{self, Progress};
 use mxkeys::recovery::RecoveryError;
 use mxkeys::session::ExportedSession;
@@ -12,10 +11,9 @@ use rayon::prelude::*;
 use serde_json::json;
 
 use super::super::net::{self, KeySource, Missing, StoreUse};
-use super::super::{Context, ExportUnlocker, check_stdin_once, open_export, open_input};
+use super::super::{Context, check_stdin_once};
 use crate::cli::BackupUploadArgs;
 use crate::cli::exit::{CliError, Code};
-use crate::cli::secrets_in;
 
 #[derive(Debug, Default, serde::Serialize)]
 struct Counts {
@@ -219,17 +217,15 @@ pub fn run(ctx: &Context<'_>, a: BackupUploadArgs) -> anyhow::Result<Code> {
 
     let mut files_read = Vec::new();
     if from_files {
-        let limits = Limits {
-            max_rounds: a.read.max_rounds,
-        };
-        let mut readers = Vec::new();
-        for p in &a.files {
-            readers.push(open_export(open_input(p)?, &limits, &bar)?);
-        }
-        let mut unlocker =
-            ExportUnlocker::new(secrets_in::export_passphrase(&a.passphrase), stdin_is_data);
-        for (label, r) in readers {
-            let mut u = unlocker.unlock(ctx.ui, &label, r, &bar)?;
+        let (unlocked, _) = super::super::open_and_unlock(
+            ctx,
+            &a.files,
+            &a.passphrase,
+            &a.read,
+            stdin_is_data,
+            &bar,
+        )?;
+        for (label, mut u) in unlocked {
             let mut err: Option<anyhow::Error> = None;
             u.for_each_session_batch(&bar, &mut |batch| {
                 for (_, r) in batch {
