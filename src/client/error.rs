@@ -102,7 +102,10 @@ impl ClientError {
 }
 
 /// The `errcode` and `error` of a Matrix error body, tolerating garbage.
-pub(crate) fn parse_error_body(body: &[u8]) -> (String, String, Option<u64>) {
+///
+/// Public only for the fuzz targets in `fuzz/` (not part of the API).
+#[doc(hidden)]
+pub fn parse_error_body(body: &[u8]) -> (String, String, Option<u64>) {
     let v: serde_json::Value = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
     let errcode = v
         .get("errcode")

@@ -12,7 +12,6 @@ use std::io::{Read, Write};
 
 use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use zeroize::Zeroize;
 
 use super::ExportFormatError;
 use crate::{Error, Result};
@@ -151,7 +150,10 @@ pub struct ArmorDecoder<R> {
     marker_overflow: bool,
     pending_ws: bool,
     b64: Vec<u8>,
+    /// Where bulk-copied runs of `b64` came from: (offset in `b64`, length, line, column).
+    runs: Vec<(usize, usize, u64, u64)>,
     out: Vec<u8>,
+    out_len: usize,
     pads: u32,
     info: ArmorInfo,
     line_lengths_first: Option<u64>,
@@ -169,13 +171,6 @@ impl<R> std::fmt::Debug for ArmorDecoder<R> {
         f.debug_struct("ArmorDecoder")
             .field("line", &self.line_no)
             .finish_non_exhaustive()
-    }
-}
-
-impl<R> Drop for ArmorDecoder<R> {
-    fn drop(&mut self) {
-        self.out.zeroize();
-        self.b64.zeroize();
     }
 }
 
@@ -204,8 +199,10 @@ impl<R: Read> ArmorDecoder<R> {
             marker: Vec::with_capacity(64),
             marker_overflow: false,
             pending_ws: false,
-            b64: Vec::with_capacity(B64_CHUNK + 4),
-            out: Vec::with_capacity(B64_CHUNK),
+            b64: Vec::with_capacity(B64_CHUNK + 256 * 1024),
+            runs: Vec::new(),
+            out: Vec::new(),
+            out_len: 0,
             pads: 0,
             info: ArmorInfo {
                 line_ending: LineEnding::None,
@@ -246,16 +243,18 @@ impl<R: Read> ArmorDecoder<R> {
     /// The next run of decoded bytes, or `None` at the end of the body.
     ///
     /// The returned slice is valid until the next call. Errors carry the line and column.
+    ///
+    /// The decoded bytes are the file's binary form (header, ciphertext, MAC): nothing secret,
+    /// so the buffers are reused without zeroing.
     pub fn next_chunk(&mut self) -> Result<Option<&[u8]>> {
-        // Zero the previous chunk before reusing the buffer: it may be key material.
-        self.out.zeroize();
-        while self.out.is_empty() {
+        self.out_len = 0;
+        while self.out_len == 0 {
             if self.state == State::Done {
                 return Ok(None);
             }
             self.pump()?;
         }
-        Ok(Some(&self.out))
+        Ok(Some(&self.out[..self.out_len]))
     }
 
     /// Read one buffer's worth of input and advance the state machine.
@@ -290,22 +289,28 @@ impl<R: Read> ArmorDecoder<R> {
 
     /// Run the state machine over `buf`; returns how many bytes were used (all of them unless
     /// the footer ended the body).
+    ///
+    /// Body lines are taken a run at a time: the bytes up to the next line break are copied in
+    /// bulk when they hold no padding, blank or footer (the base64 decoder then checks every
+    /// byte); anything else goes through the byte-by-byte state machine.
     fn process(&mut self, buf: &[u8]) -> Result<usize> {
         let mut i = 0;
         while i < buf.len() {
-            if self.state == State::Body && self.pads == 0 && is_b64(buf[i]) {
-                // Fast path: a run of base64 characters.
-                let run = buf[i..]
-                    .iter()
-                    .position(|&b| !is_b64(b))
-                    .unwrap_or(buf.len() - i);
-                self.note_char();
-                self.line_chars += run as u64 - 1;
-                self.col += run as u64;
-                self.info.base64_chars += run as u64;
-                self.b64.extend_from_slice(&buf[i..i + run]);
-                i += run;
-                continue;
+            if self.state == State::Body && self.pads == 0 {
+                let rest = &buf[i..];
+                let k = memchr::memchr2(b'\n', b'\r', rest).unwrap_or(rest.len());
+                if k > 0 {
+                    let run = &rest[..k];
+                    if run[0] != b'-' && memchr::memchr3(b'=', b' ', b'\t', run).is_none() {
+                        self.bulk(run);
+                    } else {
+                        for &b in run {
+                            self.step(b)?;
+                        }
+                    }
+                    i += k;
+                    continue;
+                }
             }
             self.step(buf[i])?;
             i += 1;
@@ -314,6 +319,18 @@ impl<R: Read> ArmorDecoder<R> {
             }
         }
         Ok(i)
+    }
+
+    /// Take a run of would-be base64 characters within one line.
+    fn bulk(&mut self, run: &[u8]) {
+        let len = run.len() as u64;
+        self.note_char();
+        self.line_chars += len - 1;
+        self.runs
+            .push((self.b64.len(), run.len(), self.line_no, self.col + 1));
+        self.col += len;
+        self.info.base64_chars += len;
+        self.b64.extend_from_slice(run);
     }
 
     fn at_eof(&mut self) -> Result<()> {
@@ -560,23 +577,73 @@ impl<R: Read> ArmorDecoder<R> {
         if last && take % 4 == 1 {
             return Err(ExportFormatError::TruncatedBase64.into());
         }
-        self.out.clear();
-        self.out.resize(take / 4 * 3 + 3, 0);
-        let n = LENIENT
-            .decode_slice(&self.b64[..take], &mut self.out)
-            .map_err(|e| ExportFormatError::InvalidBase64 {
-                line: self.line_no,
-                column: 0,
-                what: e.to_string(),
-            })?;
-        self.out.truncate(n);
+        let need = take / 4 * 3 + 3;
+        if self.out.len() < need {
+            self.out.resize(need, 0);
+        }
+        // The bulk (whole groups, and not the final group of the body) goes through the SIMD
+        // decoder; the final group, which may be short or carry non-zero trailing bits, and any
+        // error, through the lenient one, which also locates the bad byte.
+        let bulk = if last {
+            (take.saturating_sub(1)) / 4 * 4
+        } else {
+            take
+        };
+        let mut n = match base64_simd::STANDARD.decode(
+            &self.b64[..bulk],
+            base64_simd::Out::from_slice(&mut self.out[..bulk / 4 * 3]),
+        ) {
+            Ok(d) => d.len(),
+            Err(_) => self.lenient_decode(0, bulk)?,
+        };
+        if bulk < take {
+            let (src, dst) = (&self.b64[bulk..take], &mut self.out[n..]);
+            n += LENIENT
+                .decode_slice(src, dst)
+                .map_err(|e| self.decode_error(bulk, e))?;
+        }
+        self.out_len = n;
         self.info.decoded_len += n as u64;
-        self.b64[..take].zeroize();
         self.b64.drain(..take);
+        self.runs.retain_mut(|r| {
+            if r.0 + r.1 <= take {
+                false
+            } else {
+                r.0 = r.0.saturating_sub(take);
+                true
+            }
+        });
         if last {
             self.finalize_info();
         }
         Ok(())
+    }
+
+    /// Decode `b64[start..end]` with the lenient decoder (after the fast one refused it).
+    fn lenient_decode(&mut self, start: usize, end: usize) -> Result<usize> {
+        let (src, dst) = (&self.b64[start..end], &mut self.out[..]);
+        LENIENT
+            .decode_slice(src, dst)
+            .map_err(|e| self.decode_error(start, e))
+    }
+
+    /// An error at a position of the base64 buffer, with its line and column.
+    fn decode_error(&self, base: usize, e: base64::DecodeSliceError) -> Error {
+        let (offset, what) = match e {
+            base64::DecodeSliceError::DecodeError(base64::DecodeError::InvalidByte(o, b)) => {
+                (Some(base + o), describe_byte(b))
+            }
+            other => (None, other.to_string()),
+        };
+        let (line, column) = offset
+            .and_then(|o| {
+                self.runs
+                    .iter()
+                    .find(|r| r.0 <= o && o < r.0 + r.1)
+                    .map(|r| (r.2, r.3 + (o - r.0) as u64))
+            })
+            .unwrap_or((self.line_no, 0));
+        ExportFormatError::InvalidBase64 { line, column, what }.into()
     }
 
     fn finalize_info(&mut self) {

@@ -256,6 +256,9 @@ impl ExportUnlocker {
     }
 }
 
+/// An input file's label and its unlocked export.
+pub type Unlocked = (String, UnlockedExport<File>);
+
 /// Check every file's structure (no passphrase needed), then unlock each in turn, so that a
 /// damaged or hostile file is refused before any key is derived or anything is written.
 pub fn open_and_unlock(
@@ -265,7 +268,7 @@ pub fn open_and_unlock(
     read: &super::ReadArgs,
     stdin_is_data: bool,
     progress: &dyn Progress,
-) -> anyhow::Result<(Vec<(String, UnlockedExport<File>)>, ExportUnlocker)> {
+) -> anyhow::Result<(Vec<Unlocked>, ExportUnlocker)> {
     let limits = Limits {
         max_rounds: read.max_rounds,
     };
