@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use vodozemac::megolm::{
     ExportedSessionKey, InboundGroupSession, SessionConfig, SessionKey, SessionOrdering,
 };
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 /// The Megolm v1 algorithm name.
 pub const MEGOLM_V1: &str = "m.megolm.v1.aes-sha2";
@@ -184,6 +184,26 @@ pub fn valid_room_id(r: &str) -> bool {
         && !r.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
+/// A 32-byte key in unpadded base64: the text itself when already canonical (or stored),
+/// re-encoded when padded, `None` when it is not 32 bytes of base64.
+fn canonical_key32(text: String, check: Check) -> Option<String> {
+    if check == Check::Stored && text.len() == 43 {
+        return Some(text);
+    }
+    let mut b = [0u8; 33];
+    let n = LENIENT
+        .decode_slice(text.trim_end_matches('=').as_bytes(), &mut b)
+        .ok()?;
+    if n != 32 {
+        return None;
+    }
+    if text.len() == 43 {
+        Some(text)
+    } else {
+        Some(STANDARD_NO_PAD.encode(&b[..32]))
+    }
+}
+
 /// What a decoded session key turned out to be.
 struct DecodedKey {
     v1_b64: Zeroizing<String>,
@@ -201,7 +221,26 @@ enum Check {
     Stored,
 }
 
-fn decode_session_key(text: &str, check: Check) -> Result<DecodedKey, SessionError> {
+/// Characters of a canonical (unpadded) v1 session key.
+const EXPORTED_KEY_CHARS: usize = 220;
+
+fn decode_session_key(text: Zeroizing<String>, check: Check) -> Result<DecodedKey, SessionError> {
+    let canonical = text.len() == EXPORTED_KEY_CHARS && !text.ends_with('=');
+    if check == Check::Stored && canonical {
+        // A row this tool wrote: only the header is needed (version and first index).
+        let mut head = [0u8; 6];
+        LENIENT
+            .decode_slice(&text.as_bytes()[..8], &mut head)
+            .map_err(|_| SessionError::KeyBase64)?;
+        if head[0] != 1 {
+            return Err(SessionError::KeyVersion(head[0]));
+        }
+        return Ok(DecodedKey {
+            index: u32::from_be_bytes([head[1], head[2], head[3], head[4]]),
+            v1_b64: text,
+            session_id: String::new(),
+        });
+    }
     let bytes = Zeroizing::new(
         LENIENT
             .decode(text.trim_end_matches('='))
@@ -216,7 +255,11 @@ fn decode_session_key(text: &str, check: Check) -> Result<DecodedKey, SessionErr
                     .map_err(|e| SessionError::KeyInvalid(e.to_string()))?;
             }
             Ok(DecodedKey {
-                v1_b64: Zeroizing::new(STANDARD_NO_PAD.encode(&bytes[..])),
+                v1_b64: if canonical {
+                    text
+                } else {
+                    Zeroizing::new(STANDARD_NO_PAD.encode(&bytes[..]))
+                },
                 session_id: STANDARD_NO_PAD.encode(&bytes[133..165]),
                 index: u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]),
             })
@@ -275,22 +318,16 @@ impl ExportedSession {
             return Err(SessionError::BadRoomId(sanitize(&room_id)));
         }
         let sender_key = take_string(&mut m, "sender_key")?;
-        let sk = LENIENT
-            .decode(sender_key.trim_end_matches('='))
-            .map_err(|_| SessionError::BadSenderKey)?;
-        if sk.len() != 32 {
-            return Err(SessionError::BadSenderKey);
-        }
-        let sender_key = STANDARD_NO_PAD.encode(&sk);
+        let sender_key = canonical_key32(sender_key, check).ok_or(SessionError::BadSenderKey)?;
         let claimed_id = take_string(&mut m, "session_id")?;
-        let mut key_text = Zeroizing::new(take_string(&mut m, "session_key")?);
-        let key = decode_session_key(&key_text, check)?;
-        key_text.zeroize();
-        let claimed_norm = LENIENT
-            .decode(claimed_id.trim_end_matches('='))
-            .ok()
-            .map(|b| STANDARD_NO_PAD.encode(b));
-        if claimed_norm.as_deref() != Some(key.session_id.as_str()) {
+        let key_text = Zeroizing::new(take_string(&mut m, "session_key")?);
+        let mut key = decode_session_key(key_text, check)?;
+        if check == Check::Stored && key.session_id.is_empty() {
+            // Stored rows are bound to their session id by the seal's associated data.
+            key.session_id = claimed_id;
+        } else if canonical_key32(claimed_id.clone(), Check::Full).as_deref()
+            != Some(key.session_id.as_str())
+        {
             return Err(SessionError::IdMismatch {
                 claimed: sanitize(&claimed_id),
                 actual: key.session_id,

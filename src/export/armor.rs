@@ -676,7 +676,8 @@ fn describe_byte(b: u8) -> String {
 pub struct ArmorEncoder<W: Write> {
     out: W,
     pending: Vec<u8>,
-    line: String,
+    encoded: Vec<u8>,
+    line: Vec<u8>,
 }
 
 impl<W: Write> std::fmt::Debug for ArmorEncoder<W> {
@@ -694,7 +695,8 @@ impl<W: Write> ArmorEncoder<W> {
         Ok(ArmorEncoder {
             out,
             pending: Vec::with_capacity(RAW_BYTES_PER_LINE * 64),
-            line: String::with_capacity(RAW_BYTES_PER_LINE * 64 / 3 * 4 + 64),
+            encoded: vec![0u8; RAW_BYTES_PER_LINE * 64 / 3 * 4],
+            line: Vec::with_capacity(RAW_BYTES_PER_LINE * 64 / 3 * 4 + 64),
         })
     }
 
@@ -715,13 +717,20 @@ impl<W: Write> ArmorEncoder<W> {
 
     fn emit_full_lines(&mut self) -> Result<()> {
         let full = self.pending.len() / RAW_BYTES_PER_LINE * RAW_BYTES_PER_LINE;
+        // Whole lines encode without padding, so the block can be encoded at once (SIMD) and
+        // cut into 128-column lines.
+        let chars = full / 3 * 4;
+        let encoded = base64_simd::STANDARD.encode(
+            &self.pending[..full],
+            base64_simd::Out::from_slice(&mut self.encoded[..chars]),
+        );
         self.line.clear();
-        for chunk in self.pending[..full].chunks(RAW_BYTES_PER_LINE) {
-            base64::engine::general_purpose::STANDARD.encode_string(chunk, &mut self.line);
-            self.line.push('\n');
+        for l in encoded.chunks(RAW_BYTES_PER_LINE / 3 * 4) {
+            self.line.extend_from_slice(l);
+            self.line.push(b'\n');
         }
         self.out
-            .write_all(self.line.as_bytes())
+            .write_all(&self.line)
             .map_err(|e| Error::io("writing the export file", e))?;
         self.pending.drain(..full);
         Ok(())

@@ -246,20 +246,31 @@ impl ArraySplitter {
                 Ok((end, end < s.len()))
             }
             Kind::String | Kind::Container => {
-                for (i, &b) in s.iter().enumerate() {
+                let mut i = 0;
+                while i < s.len() {
                     if self.in_string {
                         if self.escape {
                             self.escape = false;
-                        } else if b == b'\\' {
+                            i += 1;
+                            continue;
+                        }
+                        // Jump over the string's ordinary bytes.
+                        match memchr::memchr2(b'"', b'\\', &s[i..]) {
+                            None => return Ok((s.len(), false)),
+                            Some(k) => i += k,
+                        }
+                        if s[i] == b'\\' {
                             self.escape = true;
-                        } else if b == b'"' {
+                        } else {
                             self.in_string = false;
                             if self.kind == Kind::String {
                                 return Ok((i + 1, true));
                             }
                         }
+                        i += 1;
                         continue;
                     }
+                    let b = s[i];
                     match b {
                         b'"' => self.in_string = true,
                         b'{' | b'[' => {
@@ -281,6 +292,7 @@ impl ArraySplitter {
                         }
                         _ => {}
                     }
+                    i += 1;
                 }
                 Ok((s.len(), false))
             }
