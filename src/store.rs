@@ -315,6 +315,9 @@ fn configure(conn: &Connection) -> StoreResult<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // 16 MiB of page cache (negative = KiB): big imports touch the index at random; this keeps
+    // them fast while staying well inside the 64 MiB memory budget.
+    conn.pragma_update(None, "cache_size", -16384)?;
     Ok(())
 }
 
@@ -867,11 +870,6 @@ impl std::fmt::Debug for MergeTx<'_> {
     }
 }
 
-enum Pending {
-    Insert,
-    Update,
-}
-
 impl MergeTx<'_> {
     /// Merge a batch of validated sessions, keeping for each (room, session) the copy that
     /// decrypts more; `on_outcome` hears what happened to each, in order.
@@ -880,77 +878,29 @@ impl MergeTx<'_> {
         sessions: Vec<ExportedSession>,
         on_outcome: &mut dyn FnMut(&ExportedSession, Outcome),
     ) -> StoreResult<()> {
-        // 1. Decide, in order, against the store and against earlier copies in this batch.
-        let mut latest: HashMap<(String, String), usize> = HashMap::new();
-        let mut writes: Vec<(usize, Pending)> = Vec::new();
-        let mut outcomes = Vec::with_capacity(sessions.len());
-        for (i, s) in sessions.iter().enumerate() {
-            let key = (s.room_id.clone(), s.session_id.clone());
-            let held_in_batch = latest.get(&key).copied();
-            let (outcome, pending) = match held_in_batch {
-                Some(j) => match s.compare_to(&sessions[j]) {
-                    Ordering::Better => (Outcome::Improved, Some(Pending::Update)),
-                    Ordering::Equal | Ordering::Worse => (Outcome::Unchanged, None),
-                    Ordering::Unconnected => (Outcome::Conflict, None),
-                },
-                None => match get_row(&self.tx, self.sealer, &s.room_id, &s.session_id)? {
-                    None => (Outcome::Imported, Some(Pending::Insert)),
-                    Some(held) => match s.compare_to(&held) {
-                        Ordering::Better => (Outcome::Improved, Some(Pending::Update)),
-                        Ordering::Equal | Ordering::Worse => (Outcome::Unchanged, None),
-                        Ordering::Unconnected => (Outcome::Conflict, None),
-                    },
-                },
-            };
-            if let Some(p) = pending {
-                // An insert followed by a better copy in the same batch stays an insert.
-                let p = match (held_in_batch, p) {
-                    (Some(j), Pending::Update) => {
-                        let was_insert = writes
-                            .iter()
-                            .rev()
-                            .find(|(k, _)| *k == j)
-                            .map(|(_, p)| matches!(p, Pending::Insert))
-                            .unwrap_or(false);
-                        if was_insert {
-                            Pending::Insert
-                        } else {
-                            Pending::Update
-                        }
-                    }
-                    (_, p) => p,
-                };
-                writes.retain(|(k, _)| held_in_batch != Some(*k));
-                writes.push((i, p));
-                latest.insert(key, i);
-            } else if held_in_batch.is_none() {
-                latest.insert(key, i);
-            }
-            outcomes.push(outcome);
-        }
-        // 2. Seal in parallel.
-        let sealed: Vec<StoreResult<Vec<u8>>> = writes
+        // 1. Seal every incoming copy in parallel: most are new and will be written as is.
+        let sealed: Vec<Vec<u8>> = sessions
             .par_iter()
-            .map(|(i, _)| {
-                let s = &sessions[*i];
+            .map(|s| {
                 self.sealer
                     .seal(&row_aad(&s.room_id, &s.session_id), &s.to_json())
             })
-            .collect();
-        // 3. Write in order.
+            .collect::<StoreResult<_>>()?;
+        // 2. In order: insert when new (one statement, no lookup first); otherwise compare with
+        //    the held copy (in the store, or earlier in this batch) and replace it when better.
         let t = now();
+        let mut in_batch: HashMap<(&str, &str), usize> = HashMap::new();
+        let mut outcomes = Vec::with_capacity(sessions.len());
         {
             let mut ins = self.tx.prepare_cached(
                 "INSERT INTO sessions (room_id, session_id, first_index, sender_key, data, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (room_id, session_id) DO NOTHING",
             )?;
             let mut upd = self.tx.prepare_cached(
                 "UPDATE sessions SET first_index = ?3, sender_key = ?4, data = ?5, updated_at = ?6
                  WHERE room_id = ?1 AND session_id = ?2",
             )?;
-            for ((i, p), data) in writes.iter().zip(sealed) {
-                let s = &sessions[*i];
-                let data = data?;
+            for (i, (s, data)) in sessions.iter().zip(&sealed).enumerate() {
                 let args = params![
                     s.room_id,
                     s.session_id,
@@ -959,10 +909,29 @@ impl MergeTx<'_> {
                     data,
                     t
                 ];
-                match p {
-                    Pending::Insert => ins.execute(args)?,
-                    Pending::Update => upd.execute(args)?,
+                let key = (s.room_id.as_str(), s.session_id.as_str());
+                let ordering = match in_batch.get(&key) {
+                    Some(&j) => Some(s.compare_to(&sessions[j])),
+                    None if ins.execute(args)? == 1 => None,
+                    None => match get_row(&self.tx, self.sealer, &s.room_id, &s.session_id)? {
+                        Some(held) => Some(s.compare_to(&held)),
+                        None => None,
+                    },
                 };
+                let outcome = match ordering {
+                    None => Outcome::Imported,
+                    Some(Ordering::Better) => {
+                        upd.execute(args)?;
+                        Outcome::Improved
+                    }
+                    Some(Ordering::Equal | Ordering::Worse) => Outcome::Unchanged,
+                    Some(Ordering::Unconnected) => Outcome::Conflict,
+                };
+                // The copy now held for this session, for later copies in the batch.
+                if matches!(outcome, Outcome::Imported | Outcome::Improved) {
+                    in_batch.insert(key, i);
+                }
+                outcomes.push(outcome);
             }
         }
         for (s, o) in sessions.iter().zip(outcomes) {
