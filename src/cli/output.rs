@@ -100,14 +100,25 @@ impl Ui {
         } else {
             ProgressBar::hidden()
         };
-        Bar { pb }
+        Bar {
+            pb,
+            pending: std::sync::atomic::AtomicU64::new(0),
+        }
     }
 }
 
 /// A progress bar that is also the library's progress and cancellation hook.
+///
+/// Work reports progress in small steps (a session, a 64 KiB chunk); the steps are summed in
+/// an atomic counter and handed to the bar in lumps, so a million sessions cost a million
+/// relaxed atomic adds and a few hundred bar updates.
 pub struct Bar {
     pb: ProgressBar,
+    pending: std::sync::atomic::AtomicU64,
 }
+
+/// Units summed before the bar itself is touched.
+const BAR_LUMP: u64 = 4096;
 
 impl Bar {
     /// Remove the bar from the terminal.
@@ -124,12 +135,17 @@ impl Drop for Bar {
 
 impl mxkeys::progress::Progress for Bar {
     fn phase(&self, name: &str, total: u64) {
+        self.pending.store(0, Ordering::Relaxed);
         self.pb.set_message(name.to_string());
         self.pb.set_length(total);
         self.pb.set_position(0);
     }
     fn advance(&self, n: u64) {
-        self.pb.inc(n);
+        let sum = self.pending.fetch_add(n, Ordering::Relaxed) + n;
+        if sum >= BAR_LUMP {
+            let lump = self.pending.swap(0, Ordering::Relaxed);
+            self.pb.inc(lump);
+        }
     }
     fn cancelled(&self) -> bool {
         interrupted()
