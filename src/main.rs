@@ -39,7 +39,7 @@ fn report(ui: &Ui, err: &anyhow::Error) -> Code {
     if is_broken_pipe(err) {
         return Code::Success;
     }
-    let message = format!("{err:#}");
+    let message = chain_message(err);
     if ui.json {
         let v = serde_json::json!({
             "message_type": "exit_error",
@@ -55,6 +55,23 @@ fn report(ui: &Ui, err: &anyhow::Error) -> Code {
         }
     }
     code
+}
+
+/// The cause chain on one line, like `{err:#}`, but without repeating a cause whose text the
+/// error before it already ends with (errors whose message includes their source).
+fn chain_message(err: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if message.ends_with(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

@@ -48,8 +48,10 @@ impl std::fmt::Debug for UserSecret {
 impl UserSecret {
     /// Text that must be a recovery key.
     pub fn key(text: &Passphrase) -> Result<Self, RecoveryKeyError> {
-        let s = std::str::from_utf8(text.expose_secret()).map_err(|_| RecoveryKeyError::Empty)?;
-        Ok(UserSecret::Key(recovery_key::decode(s)?))
+        // Bytes that are not UTF-8 (a UTF-16 or Latin-1 file) are reported as the invalid
+        // characters they are, not as an empty key.
+        let s = zeroize::Zeroizing::new(String::from_utf8_lossy(text.expose_secret()).into_owned());
+        Ok(UserSecret::Key(recovery_key::decode(&s)?))
     }
 
     /// Text typed at a prompt: a recovery key if it has a key's shape (48 base58 characters

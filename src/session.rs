@@ -168,11 +168,106 @@ pub enum Ordering {
     Unconnected,
 }
 
-fn take_string(m: &mut Map<String, Value>, k: &'static str) -> Result<String, SessionError> {
-    match m.remove(k) {
+fn take_string(v: Option<Value>, k: &'static str) -> Result<String, SessionError> {
+    match v {
         Some(Value::String(s)) => Ok(s),
         Some(_) => Err(SessionError::WrongType(k, "a string")),
         None => Err(SessionError::Missing(k)),
+    }
+}
+
+/// The fields of one session entry, picked out of the JSON object as it is parsed (no
+/// intermediate map for the known fields; unknown fields are kept in `extra`).
+#[derive(Default)]
+struct Fields {
+    algorithm: Option<Value>,
+    room_id: Option<Value>,
+    sender_key: Option<Value>,
+    session_id: Option<Value>,
+    session_key: Option<Value>,
+    sender_claimed_keys: Option<Value>,
+    forwarding_chain: Option<Value>,
+    shared_history: bool,
+    extra: Map<String, Value>,
+}
+
+impl Fields {
+    fn slot(&mut self, key: &str) -> Option<&mut Option<Value>> {
+        Some(match key {
+            "algorithm" => &mut self.algorithm,
+            "room_id" => &mut self.room_id,
+            "sender_key" => &mut self.sender_key,
+            "session_id" => &mut self.session_id,
+            "session_key" => &mut self.session_key,
+            "sender_claimed_keys" => &mut self.sender_claimed_keys,
+            "forwarding_curve25519_key_chain" => &mut self.forwarding_chain,
+            _ => return None,
+        })
+    }
+
+    fn put(&mut self, key: std::borrow::Cow<'_, str>, value: Value) {
+        if SHARED_HISTORY_KEYS.contains(&key.as_ref()) {
+            self.shared_history |= value == Value::Bool(true);
+        } else if let Some(slot) = self.slot(&key) {
+            *slot = Some(value);
+        } else {
+            self.extra.insert(key.into_owned(), value);
+        }
+    }
+
+    fn from_map(m: Map<String, Value>) -> Fields {
+        let mut f = Fields::default();
+        for (k, v) in m {
+            f.put(k.into(), v);
+        }
+        f
+    }
+}
+
+/// Reads an object key, borrowing it from the input when it has no escapes.
+struct KeySeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeySeed {
+    type Value = std::borrow::Cow<'de, str>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = std::borrow::Cow<'de, str>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(std::borrow::Cow::Borrowed(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(std::borrow::Cow::Owned(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(std::borrow::Cow::Owned(v))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Fields {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Fields;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Fields, A::Error> {
+                let mut f = Fields::default();
+                while let Some(k) = m.next_key_seed(KeySeed)? {
+                    let v: Value = m.next_value()?;
+                    f.put(k, v);
+                }
+                Ok(f)
+            }
+        }
+        d.deserialize_map(V)
     }
 }
 
@@ -294,33 +389,39 @@ impl ExportedSession {
     }
 
     fn parse_json(bytes: &[u8], check: Check) -> Result<Self, EntryError> {
-        let map: Map<String, Value> = match serde_json::from_slice::<Value>(bytes) {
-            Ok(Value::Object(m)) => m,
-            Ok(_) => return Err(EntryError::Invalid(SessionError::NotAnObject)),
+        let fields = match serde_json::from_slice::<Fields>(bytes) {
+            Ok(f) => f,
+            // Valid JSON of another type (a number, an array, ...): only this entry is bad.
+            Err(e) if e.classify() == serde_json::error::Category::Data => {
+                return match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                    Ok(_) => Err(EntryError::Invalid(SessionError::NotAnObject)),
+                    Err(e) => Err(EntryError::Syntax(e.to_string())),
+                };
+            }
             Err(e) => return Err(EntryError::Syntax(e.to_string())),
         };
-        Self::from_map_checked(map, check).map_err(EntryError::Invalid)
+        Self::from_fields(fields, check).map_err(EntryError::Invalid)
     }
 
     /// Build and validate a session from a JSON object (the array element of an export, or a
     /// backup's decrypted session data with `room_id` and `session_id` added).
     pub fn from_map(m: Map<String, Value>) -> Result<Self, SessionError> {
-        Self::from_map_checked(m, Check::Full)
+        Self::from_fields(Fields::from_map(m), Check::Full)
     }
 
-    fn from_map_checked(mut m: Map<String, Value>, check: Check) -> Result<Self, SessionError> {
-        let algorithm = take_string(&mut m, "algorithm")?;
+    fn from_fields(m: Fields, check: Check) -> Result<Self, SessionError> {
+        let algorithm = take_string(m.algorithm, "algorithm")?;
         if algorithm != MEGOLM_V1 {
             return Err(SessionError::UnknownAlgorithm(sanitize(&algorithm)));
         }
-        let room_id = take_string(&mut m, "room_id")?;
+        let room_id = take_string(m.room_id, "room_id")?;
         if !valid_room_id(&room_id) {
             return Err(SessionError::BadRoomId(sanitize(&room_id)));
         }
-        let sender_key = take_string(&mut m, "sender_key")?;
+        let sender_key = take_string(m.sender_key, "sender_key")?;
         let sender_key = canonical_key32(sender_key, check).ok_or(SessionError::BadSenderKey)?;
-        let claimed_id = take_string(&mut m, "session_id")?;
-        let key_text = Zeroizing::new(take_string(&mut m, "session_key")?);
+        let claimed_id = take_string(m.session_id, "session_id")?;
+        let key_text = Zeroizing::new(take_string(m.session_key, "session_key")?);
         let mut key = decode_session_key(key_text, check)?;
         if check == Check::Stored && key.session_id.is_empty() {
             // Stored rows are bound to their session id by the seal's associated data.
@@ -333,12 +434,12 @@ impl ExportedSession {
                 actual: key.session_id,
             });
         }
-        let sender_claimed_keys = match m.remove("sender_claimed_keys") {
+        let sender_claimed_keys = match m.sender_claimed_keys {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(o)) => o,
             Some(_) => return Err(SessionError::WrongType("sender_claimed_keys", "an object")),
         };
-        let forwarding_curve25519_key_chain = match m.remove("forwarding_curve25519_key_chain") {
+        let forwarding_curve25519_key_chain = match m.forwarding_chain {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(a)) if a.iter().all(Value::is_string) => a,
             Some(_) => {
@@ -348,12 +449,6 @@ impl ExportedSession {
                 ));
             }
         };
-        let mut shared_history = false;
-        for k in SHARED_HISTORY_KEYS {
-            if let Some(v) = m.remove(k) {
-                shared_history |= v == Value::Bool(true);
-            }
-        }
         Ok(ExportedSession {
             algorithm,
             room_id,
@@ -362,8 +457,8 @@ impl ExportedSession {
             session_key: key.v1_b64,
             sender_claimed_keys,
             forwarding_curve25519_key_chain,
-            shared_history,
-            extra: m,
+            shared_history: m.shared_history,
+            extra: m.extra,
             first_known_index: key.index,
         })
     }
@@ -379,9 +474,41 @@ impl ExportedSession {
     }
 
     /// Append the canonical JSON form to `out`.
+    ///
+    /// Written by hand for speed (this runs once per session on every export and store
+    /// write); it produces exactly what the `Serialize` impl produces.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        // Serialising maps, strings and bools into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, self);
+        out.extend_from_slice(b"{\"algorithm\":");
+        json_str(out, &self.algorithm);
+        out.extend_from_slice(b",\"room_id\":");
+        json_str(out, &self.room_id);
+        out.extend_from_slice(b",\"sender_key\":");
+        json_str(out, &self.sender_key);
+        out.extend_from_slice(b",\"session_id\":");
+        json_str(out, &self.session_id);
+        out.extend_from_slice(b",\"session_key\":");
+        json_str(out, &self.session_key);
+        out.extend_from_slice(b",\"sender_claimed_keys\":");
+        // Serialising maps and values into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, &self.sender_claimed_keys);
+        out.extend_from_slice(b",\"forwarding_curve25519_key_chain\":");
+        let _ = serde_json::to_writer(&mut *out, &self.forwarding_curve25519_key_chain);
+        let flag: &[u8] = if self.shared_history {
+            b"true"
+        } else {
+            b"false"
+        };
+        out.extend_from_slice(b",\"shared_history\":");
+        out.extend_from_slice(flag);
+        out.extend_from_slice(b",\"m.shared_history\":");
+        out.extend_from_slice(flag);
+        for (k, v) in &self.extra {
+            out.push(b',');
+            json_str(out, k);
+            out.push(b':');
+            let _ = serde_json::to_writer(&mut *out, v);
+        }
+        out.push(b'}');
     }
 
     /// The canonical JSON form.
@@ -450,6 +577,18 @@ impl Serialize for ExportedSession {
     }
 }
 
+/// Append `s` as a JSON string: as is when nothing needs escaping (ids and base64, nearly
+/// always), through serde_json otherwise.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
 /// Parse a whole plaintext JSON array held in memory (small inputs and tests).
 pub fn parse_array(json: &[u8]) -> Result<Vec<Result<ExportedSession, SessionError>>, String> {
     let mut out = Vec::new();
@@ -498,6 +637,19 @@ mod tests {
         format!(
             r#"{{"algorithm":"m.megolm.v1.aes-sha2","room_id":"!DovneieKSTkdHKpIXy:morpheus.localhost","sender_key":"DeHIg4gwhClxzFYcmNntPNF9YtsdZbmMy8+3kzCMXHA","session_id":"{ID}","session_key":"{KEY}","sender_claimed_keys":{{"ed25519":"x"}},"forwarding_curve25519_key_chain":[]{extra}}}"#
         )
+    }
+
+    #[test]
+    fn hand_written_json_equals_serde() {
+        let s = ExportedSession::from_json(
+            entry(r#","x.weird\"key":"line\nbreak \u0001 \\ \"q\"","shared_history":true,"z":[1,{"a":null}]"#)
+                .as_bytes(),
+        )
+        .unwrap();
+        let mut ours = Vec::new();
+        s.write_json(&mut ours);
+        assert_eq!(ours, serde_json::to_vec(&s).unwrap());
+        assert_eq!(ExportedSession::from_json(&ours).unwrap(), s);
     }
 
     #[test]

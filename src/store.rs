@@ -12,7 +12,6 @@
 //! two writers never interleave (the second gets [`StoreError::Busy`]); readers rely on
 //! SQLite's WAL snapshots. Every import is one SQLite transaction.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
@@ -887,9 +886,9 @@ impl MergeTx<'_> {
             })
             .collect::<StoreResult<_>>()?;
         // 2. In order: insert when new (one statement, no lookup first); otherwise compare with
-        //    the held copy (in the store, or earlier in this batch) and replace it when better.
+        //    the held copy and replace it when better. Earlier copies in this batch are already
+        //    in the transaction, so a duplicate is compared with the best copy so far.
         let t = now();
-        let mut in_batch: HashMap<(&str, &str), usize> = HashMap::new();
         let mut outcomes = Vec::with_capacity(sessions.len());
         {
             let mut ins = self.tx.prepare_cached(
@@ -900,7 +899,7 @@ impl MergeTx<'_> {
                 "UPDATE sessions SET first_index = ?3, sender_key = ?4, data = ?5, updated_at = ?6
                  WHERE room_id = ?1 AND session_id = ?2",
             )?;
-            for (i, (s, data)) in sessions.iter().zip(&sealed).enumerate() {
+            for (s, data) in sessions.iter().zip(&sealed) {
                 let args = params![
                     s.room_id,
                     s.session_id,
@@ -909,14 +908,11 @@ impl MergeTx<'_> {
                     data,
                     t
                 ];
-                let key = (s.room_id.as_str(), s.session_id.as_str());
-                let ordering = match in_batch.get(&key) {
-                    Some(&j) => Some(s.compare_to(&sessions[j])),
-                    None if ins.execute(args)? == 1 => None,
-                    None => match get_row(&self.tx, self.sealer, &s.room_id, &s.session_id)? {
-                        Some(held) => Some(s.compare_to(&held)),
-                        None => None,
-                    },
+                let ordering = if ins.execute(args)? == 1 {
+                    None
+                } else {
+                    get_row(&self.tx, self.sealer, &s.room_id, &s.session_id)?
+                        .map(|held| s.compare_to(&held))
                 };
                 let outcome = match ordering {
                     None => Outcome::Imported,
@@ -927,10 +923,6 @@ impl MergeTx<'_> {
                     Some(Ordering::Equal | Ordering::Worse) => Outcome::Unchanged,
                     Some(Ordering::Unconnected) => Outcome::Conflict,
                 };
-                // The copy now held for this session, for later copies in the batch.
-                if matches!(outcome, Outcome::Imported | Outcome::Improved) {
-                    in_batch.insert(key, i);
-                }
                 outcomes.push(outcome);
             }
         }

@@ -20,6 +20,8 @@ use crate::{Error, Result};
 pub const HEADER: &str = "-----BEGIN MEGOLM SESSION DATA-----";
 /// The footer line.
 pub const FOOTER: &str = "-----END MEGOLM SESSION DATA-----";
+/// The UTF-8 encoding of U+FEFF, the byte-order mark.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 /// Raw bytes per output line (128 base64 characters).
 pub const RAW_BYTES_PER_LINE: usize = 96;
 
@@ -384,7 +386,10 @@ impl<R: Read> ArmorDecoder<R> {
             self.utf16_hint = true;
         }
         if b == b'\n' {
-            let is_header = !self.marker_overflow && trim_ascii(&self.marker) == HEADER.as_bytes();
+            // A UTF-8 byte-order mark (Windows editors write one) is not part of the line, as
+            // for Element, whose reader decodes the file as UTF-8 text first.
+            let line = self.marker.strip_prefix(UTF8_BOM).unwrap_or(&self.marker);
+            let is_header = !self.marker_overflow && trim_ascii(line) == HEADER.as_bytes();
             if is_header {
                 self.state = State::Body;
                 if self.marker.ends_with(b"\r") {
@@ -542,12 +547,10 @@ impl<R: Read> ArmorDecoder<R> {
     }
 
     /// Look a little past the footer for trailing text (bounded, never reads the whole rest).
+    /// A second export right after this one is an error, not trailing text: importing only
+    /// the first would silently drop the keys of the second.
     fn scan_after_footer(&mut self) -> Result<()> {
-        let rest = &self.raw[self.raw_pos..self.raw_len];
-        if rest.iter().any(|b| !b.is_ascii_whitespace()) {
-            self.info.text_after_footer = true;
-            return Ok(());
-        }
+        let mut tail = self.raw[self.raw_pos..self.raw_len].to_vec();
         let mut more = vec![0u8; 4096];
         let n = loop {
             match self.input.read(&mut more) {
@@ -556,7 +559,15 @@ impl<R: Read> ArmorDecoder<R> {
                 Err(e) => return Err(Error::io("reading the export file", e)),
             }
         };
-        if more[..n].iter().any(|b| !b.is_ascii_whitespace()) {
+        tail.extend_from_slice(&more[..n]);
+        if let Some(at) = memchr::memmem::find(&tail, HEADER.as_bytes()) {
+            let newlines = memchr::memchr_iter(b'\n', &tail[..at]).count() as u64;
+            return Err(ExportFormatError::DuplicateHeader {
+                line: self.line_no + 1 + newlines,
+            }
+            .into());
+        }
+        if tail.iter().any(|b| !b.is_ascii_whitespace()) {
             self.info.text_after_footer = true;
         }
         Ok(())

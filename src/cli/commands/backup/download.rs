@@ -243,6 +243,15 @@ pub fn run(ctx: &Context<'_>, a: BackupDownloadArgs) -> anyhow::Result<Code> {
                     } else {
                         Ok(())
                     }
+                })
+                .map_err(|e| match e {
+                    // Not a key export: the generic hint (`mxkeys decrypt --raw`) would mislead.
+                    mxkeys::Error::NotAKeyExport(m) => CliError::new(
+                        Code::Invalid,
+                        format!("{}: {m}", path.display()),
+                        "give --from-response the body of GET /_matrix/client/v3/room_keys/keys?version=V, saved unchanged",
+                    ),
+                    e => e.into(),
                 })?;
             }
             (None, Some(c), Some(v)) => {
