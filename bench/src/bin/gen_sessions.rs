@@ -2,7 +2,8 @@
 //!
 //! usage: gen-sessions N [ROOMS] > sessions.json
 //! Each session is a fresh GroupSession exported at index 0, in the shape Element writes
-//! (sender_claimed_keys, empty forwarding chain, m.shared_history).
+//! (sender_claimed_keys, empty forwarding chain, m.shared_history). Senders are drawn from a
+//! pool of 1000 devices with real Curve25519 and Ed25519 keys, as in a real account.
 use std::io::Write;
 
 use rayon::prelude::*;
@@ -38,6 +39,14 @@ fn main() {
     let room_ids: Vec<String> = (0..rooms)
         .map(|i| format!("!{}:example.org", &b64(&rand32())[..18].replace(['+', '/'], "x") ) + &format!("{i}"))
         .collect();
+    let devices: Vec<(String, String)> = (0..1000)
+        .map(|_| {
+            (
+                vodozemac::Curve25519PublicKey::from(&vodozemac::Curve25519SecretKey::new()).to_base64(),
+                vodozemac::Ed25519SecretKey::new().public_key().to_base64(),
+            )
+        })
+        .collect();
     let out = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, out.lock());
     out.write_all(b"[").unwrap();
@@ -52,13 +61,14 @@ fn main() {
                 let inbound = InboundGroupSession::new(&g.session_key(), SessionConfig::version_1());
                 let key = inbound.export_at_first_known_index().to_base64();
                 let room = &room_ids[(written + i) % rooms];
+                let (curve, ed) = &devices[(written + i) * 7 % devices.len()];
                 serde_json::json!({
                     "algorithm": "m.megolm.v1.aes-sha2",
                     "room_id": room,
-                    "sender_key": b64(&rand32()),
+                    "sender_key": curve,
                     "session_id": g.session_id(),
                     "session_key": key,
-                    "sender_claimed_keys": {"ed25519": b64(&rand32())},
+                    "sender_claimed_keys": {"ed25519": ed},
                     "forwarding_curve25519_key_chain": [],
                     "m.shared_history": true,
                 })
