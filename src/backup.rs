@@ -159,6 +159,9 @@ fn random_error(e: io::Error) -> BackupError {
 /// drop.
 pub struct BackupDecryptionKey(Key32);
 
+/// The key bytes live in a [`Key32`], which zeroizes itself on drop.
+impl zeroize::ZeroizeOnDrop for BackupDecryptionKey {}
+
 impl fmt::Debug for BackupDecryptionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("BackupDecryptionKey(<redacted>)")

@@ -220,6 +220,9 @@ struct SecretKeys {
 /// A 32-byte secret-storage key. Redacted `Debug`; zeroized on drop.
 pub struct SecretStorageKey(Key32);
 
+/// The key bytes live in a [`Key32`], which zeroizes itself on drop.
+impl zeroize::ZeroizeOnDrop for SecretStorageKey {}
+
 impl std::fmt::Debug for SecretStorageKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SecretStorageKey(<redacted>)")

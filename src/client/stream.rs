@@ -40,22 +40,38 @@ pub(crate) enum StreamError {
 const SINK_STOP: &str = "\u{0}mxkeys-sink-stop";
 
 /// Counts bytes since the last completed entry and fails past the cap.
+///
+/// Errors are sticky: after one failed read every later read fails at once with the same
+/// error. serde_json reads again while unwinding each nested object and array after an error
+/// (to find its closing bracket), and each of those reads would otherwise wait for the
+/// connection's read timeout again: a server stalling in the middle of a body would hold
+/// mxkeys for the timeout times the nesting depth, on every attempt.
 struct Capped<R> {
     inner: R,
     since_entry: Rc<Cell<u64>>,
     cap: u64,
+    failed: Option<(std::io::ErrorKind, String)>,
 }
 
 impl<R: Read> Read for Capped<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        if let Some((kind, msg)) = &self.failed {
+            return Err(std::io::Error::new(*kind, msg.clone()));
+        }
+        let n = match self.inner.read(buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Err(e),
+            Err(e) => {
+                self.failed = Some((e.kind(), e.to_string()));
+                return Err(e);
+            }
+        };
         let since = self.since_entry.get() + n as u64;
         self.since_entry.set(since);
         if since > self.cap {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("one entry is larger than {} bytes", self.cap),
-            ));
+            let msg = format!("one entry is larger than {} bytes", self.cap);
+            self.failed = Some((std::io::ErrorKind::InvalidData, msg.clone()));
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, msg));
         }
         Ok(n)
     }
@@ -211,6 +227,7 @@ pub(crate) fn parse(
         inner: reader,
         since_entry: since.clone(),
         cap: entry_cap,
+        failed: None,
     };
     let mut ctx = Ctx {
         f,
@@ -342,6 +359,45 @@ mod tests {
         // truncated: the connection broke
         let all = format!(r#"{{"rooms":{{"!a:x":{{"sessions":{{"s1":{KB}"#);
         assert!(run(&all, Shape::All).is_err());
+    }
+
+    /// A reader that yields `data`, then fails; it counts the reads after the first failure.
+    struct FailsAfter {
+        data: Vec<u8>,
+        failures: std::rc::Rc<Cell<u32>>,
+    }
+
+    impl Read for FailsAfter {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.data.is_empty() {
+                self.failures.set(self.failures.get() + 1);
+                return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout"));
+            }
+            let n = buf.len().min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data.drain(..n);
+            Ok(n)
+        }
+    }
+
+    /// Regression: a read error deep inside the nesting is not read again at every level on
+    /// the way out (each retry would wait for the read timeout once more).
+    #[test]
+    fn a_read_error_is_not_retried_while_unwinding() {
+        let failures = std::rc::Rc::new(Cell::new(0));
+        let body = format!(r#"{{"rooms":{{"!a:x":{{"sessions":{{"s1":{KB},"s2":{{"first_mes"#);
+        let r = parse(
+            FailsAfter {
+                data: body.into_bytes(),
+                failures: failures.clone(),
+            },
+            &Shape::All,
+            4096,
+            &NoProgress,
+            &mut |_| Ok(()),
+        );
+        assert!(matches!(r, Err(StreamError::Io(_))), "{r:?}");
+        assert_eq!(failures.get(), 1, "the failed read was repeated");
     }
 
     #[test]

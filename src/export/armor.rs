@@ -135,6 +135,8 @@ enum State {
 const B64_CHUNK: usize = 64 * 1024;
 /// Longest line kept when looking for the header or footer; longer lines cannot be either.
 const MAX_MARKER_LINE: usize = 256;
+/// Bytes after the footer searched for a second header (and for trailing text).
+const AFTER_FOOTER_SCAN: usize = 4096;
 
 /// Streams the decoded bytes of an armored export.
 pub struct ArmorDecoder<R> {
@@ -303,7 +305,15 @@ impl<R: Read> ArmorDecoder<R> {
                 let k = memchr::memchr2(b'\n', b'\r', rest).unwrap_or(rest.len());
                 if k > 0 {
                     let run = &rest[..k];
-                    if run[0] != b'-' && memchr::memchr3(b'=', b' ', b'\t', run).is_none() {
+                    // Every byte `step_body` treats specially sends the run down the slow
+                    // path: padding, a footer, and the whitespace it skips (space, tab, and
+                    // vertical tab and form feed: without the latter two, the same line was
+                    // accepted or refused depending on read sizes; found by the `export_armor`
+                    // fuzz target).
+                    if run[0] != b'-'
+                        && memchr::memchr3(b'=', b' ', b'\t', run).is_none()
+                        && memchr::memchr2(0x0B, 0x0C, run).is_none()
+                    {
                         self.bulk(run);
                     } else {
                         for &b in run {
@@ -326,6 +336,8 @@ impl<R: Read> ArmorDecoder<R> {
     /// Take a run of would-be base64 characters within one line.
     fn bulk(&mut self, run: &[u8]) {
         let len = run.len() as u64;
+        // As `step_body` does for any byte but a line break: a lone CR is not a line ending.
+        self.prev_cr = false;
         self.note_char();
         self.line_chars += len - 1;
         self.runs
@@ -549,17 +561,25 @@ impl<R: Read> ArmorDecoder<R> {
     /// Look a little past the footer for trailing text (bounded, never reads the whole rest).
     /// A second export right after this one is an error, not trailing text: importing only
     /// the first would silently drop the keys of the second.
+    ///
+    /// The window is the first [`AFTER_FOOTER_SCAN`] bytes after the footer (fewer at the end
+    /// of the file), however the input happens to be split into reads, so that the verdict
+    /// depends on the file alone (found by the `export_armor` fuzz target: a second header
+    /// right after the footer was caught in one read but not in short ones).
     fn scan_after_footer(&mut self) -> Result<()> {
         let mut tail = self.raw[self.raw_pos..self.raw_len].to_vec();
-        let mut more = vec![0u8; 4096];
-        let n = loop {
-            match self.input.read(&mut more) {
-                Ok(n) => break n,
+        tail.truncate(AFTER_FOOTER_SCAN);
+        let mut more = vec![0u8; AFTER_FOOTER_SCAN];
+        while tail.len() < AFTER_FOOTER_SCAN {
+            let want = AFTER_FOOTER_SCAN - tail.len();
+            let n = match self.input.read(&mut more[..want]) {
+                Ok(0) => break,
+                Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(Error::io("reading the export file", e)),
-            }
-        };
-        tail.extend_from_slice(&more[..n]);
+            };
+            tail.extend_from_slice(&more[..n]);
+        }
         if let Some(at) = memchr::memmem::find(&tail, HEADER.as_bytes()) {
             let newlines = memchr::memchr_iter(b'\n', &tail[..at]).count() as u64;
             return Err(ExportFormatError::DuplicateHeader {
@@ -876,6 +896,65 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("UTF-16")
+        );
+    }
+
+    /// Regression (fuzz target `export_armor`, input `{HEADER}\n{FOOTER}\n{HEADER}`): a
+    /// second export right after the footer was refused when the file came in one read and
+    /// accepted when it came in short ones. The verdict now depends on the file alone.
+    #[test]
+    fn second_header_after_footer_whatever_the_reads() {
+        let joined = format!("{HEADER}\n{FOOTER}\n{HEADER}");
+        let trickled = |text: &[u8]| -> Result<()> {
+            let mut d = ArmorDecoder::new(Trickle(text));
+            while d.next_chunk()?.is_some() {}
+            Ok(())
+        };
+        for r in [
+            decode_with(joined.as_bytes()).map(|_| ()),
+            trickled(joined.as_bytes()),
+        ] {
+            assert!(
+                matches!(
+                    r,
+                    Err(Error::InvalidExport(ExportFormatError::DuplicateHeader {
+                        line: 3
+                    }))
+                ),
+                "{r:?}"
+            );
+        }
+        // Past the scanned window: trailing text, the same way whatever the reads.
+        let far = format!(
+            "{HEADER}\n{FOOTER}\n{}\n{HEADER}\n",
+            "x".repeat(AFTER_FOOTER_SCAN)
+        );
+        let (out, info) = decode_all(far.as_bytes()).unwrap();
+        assert!(out.is_empty());
+        assert!(info.text_after_footer);
+    }
+
+    /// Regression (fuzz target `export_armor`): the bulk path took vertical tab and form feed
+    /// as base64 (an error) where the byte-by-byte path skips them as whitespace, so a line
+    /// holding both a form feed and padding was accepted in one read and refused in short
+    /// ones; and a lone CR before a bulk run was taken for the CR of a CRLF.
+    #[test]
+    fn bulk_and_byte_paths_agree() {
+        for ws in ["\x0b", "\x0c"] {
+            for body in [format!("QUJD{ws}REU="), format!("QUJD{ws}REVG")] {
+                let text = format!("{HEADER}\n{body}\n{FOOTER}\n");
+                let (out, info) = decode_all(text.as_bytes()).unwrap();
+                assert!(out.starts_with(b"ABCDE"), "{body:?}");
+                assert!(info.indented, "inner whitespace is noted");
+            }
+        }
+        let text = format!("{HEADER}\nQUJD\rREVG\n{FOOTER}\n");
+        let (out, info) = decode_all(text.as_bytes()).unwrap();
+        assert_eq!(out, b"ABCDEF");
+        assert_eq!(
+            info.line_ending,
+            LineEnding::Lf,
+            "a lone CR is not a line ending"
         );
     }
 }

@@ -6,7 +6,10 @@
 //! request on one connection (`Connection: close` both ways), which keeps the relay simple.
 //! A plan of rules picks the action for a request by method, path prefix and the nth
 //! occurrence of that (method, prefix); everything else passes through. Every request is
-//! recorded (method, path, time, what was done, status, and the response body).
+//! recorded (method, path, time, what was done, status, the request and response bodies).
+//!
+//! For a hostile server, a rule can also rewrite Synapse's real response (e.g. swap the
+//! backup's public key), answer with raw bytes of any size, or stall in the middle of a body.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -17,6 +20,9 @@ use std::time::{Duration, Instant};
 
 /// A test hook run by the proxy (e.g. to change the server's state at the right moment).
 pub type Hook = Arc<dyn Fn() + Send + Sync>;
+
+/// Turns Synapse's real response (status, body) into the one sent to the client.
+pub type Rewriter = Arc<dyn Fn(u16, &[u8]) -> (u16, Vec<u8>) + Send + Sync>;
 
 /// What the proxy does with one request.
 #[derive(Clone)]
@@ -45,6 +51,18 @@ pub enum Action {
     Stall(Duration),
     /// Run the hook, then relay.
     HookThenPass(Hook),
+    /// Relay to Synapse, then send what the rewriter makes of its response.
+    Rewrite(Rewriter),
+    /// Answer without asking Synapse, with these exact bytes (any size, any content).
+    RespondBytes {
+        /// Status.
+        status: u16,
+        /// Body.
+        body: Arc<Vec<u8>>,
+    },
+    /// Relay to Synapse, send the response head and half the body, then say nothing for this
+    /// long (then close).
+    StallMidBody(Duration),
 }
 
 impl std::fmt::Debug for Action {
@@ -63,6 +81,9 @@ impl Action {
             Action::ResetMidBody => "reset-mid-body",
             Action::Stall(_) => "stall",
             Action::HookThenPass(_) => "hook-then-pass",
+            Action::Rewrite(_) => "rewrite",
+            Action::RespondBytes { .. } => "respond-bytes",
+            Action::StallMidBody(_) => "stall-mid-body",
         }
     }
 
@@ -117,6 +138,8 @@ pub struct Seen {
     pub response: Vec<u8>,
     /// Request body size.
     pub request_bytes: usize,
+    /// The request body.
+    pub request: Vec<u8>,
 }
 
 #[derive(Default)]
@@ -176,7 +199,8 @@ impl FaultProxy {
     }
 
     /// Add a rule: the `nth` (from 1) request whose method is `method` and whose path starts
-    /// with `prefix` gets `action`. Earlier rules win when several fire on one request.
+    /// with `prefix` gets `action`; `nth` 0 means every such request. Earlier rules win when
+    /// several fire on one request.
     pub fn rule(&self, method: &str, prefix: &str, nth: usize, action: Action) {
         self.state.lock().unwrap().rules.push(Rule {
             method: method.to_string(),
@@ -425,7 +449,7 @@ fn handle(
         for rule in st.rules.iter_mut() {
             if rule.method == req.method && req.path.starts_with(&rule.prefix) {
                 rule.seen += 1;
-                if rule.seen == rule.nth && chosen.is_none() {
+                if (rule.nth == 0 || rule.seen == rule.nth) && chosen.is_none() {
                     chosen = Some(rule.action.clone());
                 }
             }
@@ -439,6 +463,7 @@ fn handle(
             status: 0,
             response: Vec::new(),
             request_bytes: req.body.len(),
+            request: req.body.clone(),
         });
         (action, st.seen.len() - 1)
     };
@@ -487,6 +512,34 @@ fn handle(
             std::thread::sleep(Duration::from_millis(30));
             record(resp.status, &resp.body[..resp.body.len() / 2]);
             reset(out);
+            return Ok(());
+        }
+        Action::Rewrite(f) => {
+            let resp = forward(up, &req)?;
+            let (status, body) = f(resp.status, &resp.body);
+            let h = vec![("Content-Type".to_string(), "application/json".to_string())];
+            out.write_all(&response_head(status, &h, body.len()))?;
+            out.write_all(&body)?;
+            record(status, &body);
+        }
+        Action::RespondBytes { status, body } => {
+            let h = vec![("Content-Type".to_string(), "application/json".to_string())];
+            out.write_all(&response_head(status, &h, body.len()))?;
+            // The client may stop reading (a size limit) and close: that is not an error here.
+            let _ = out.write_all(&body);
+            record(status, &body[..body.len().min(4096)]);
+        }
+        Action::StallMidBody(d) => {
+            let resp = forward(up, &req)?;
+            out.write_all(&response_head(resp.status, &resp.headers, resp.body.len()))?;
+            out.write_all(&resp.body[..resp.body.len() / 2])?;
+            out.flush()?;
+            record(resp.status, &resp.body[..resp.body.len() / 2]);
+            let end = Instant::now() + d;
+            while Instant::now() < end && !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = out.shutdown(Shutdown::Both);
             return Ok(());
         }
         Action::Pass | Action::HookThenPass(_) => {

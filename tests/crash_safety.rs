@@ -1,0 +1,901 @@
+//! Crash safety (issue 5, part 3): `mxkeys` is killed with SIGKILL at many points of a long
+//! `import`, `backup download` (into the store) and `backup upload`, and of `export -o F` and
+//! `decrypt -o F`. After every kill:
+//!
+//! - the store opens (`list` exits 0) and holds every session it held before (room, session
+//!   id, first index never worse);
+//! - for import and download, the store is exactly the state before or exactly the state after
+//!   the run (one transaction), and running the command again completes with the full result;
+//! - for upload, running it again completes and the server ends with every key, none degraded;
+//! - an output file either does not exist or is complete and valid.
+//!
+//! The kill delays are spread over the duration of one uncrashed run, measured first. The
+//! backup parts run against the real Synapse of `scripts/test-homeserver.sh` (skipped without
+//! it, unless MXKEYS_TEST_DISALLOW_SKIP=1).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+#[path = "support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mxkeys::export::{ExportWriter, SessionWriter};
+use mxkeys::secret::Passphrase;
+use mxkeys::session::ExportedSession;
+use serde_json::{Value, json};
+
+use common::{PASS, STORE_PASS, element, fixture, megolm};
+use support::crypto::GenSession;
+
+/// Sessions in the generated export. Every trial reruns the whole import, so in a debug build
+/// on a 2-core machine 20,000 sessions (about 6 s per import) would take the 50 trials past
+/// ten minutes; the default keeps the suite near two minutes. `MXKEYS_CRASH_IMPORT_SESSIONS=20000`
+/// runs the full-size version.
+fn import_sessions() -> usize {
+    std::env::var("MXKEYS_CRASH_IMPORT_SESSIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_500)
+}
+
+/// Import trials (50 unless `MXKEYS_CRASH_IMPORT_TRIALS` says otherwise).
+fn import_trials() -> usize {
+    std::env::var("MXKEYS_CRASH_IMPORT_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/// A temporary world: HOME, a work directory, secret files.
+struct World {
+    tmp: tempfile::TempDir,
+    pass: PathBuf,
+    store_pass: PathBuf,
+}
+
+impl World {
+    fn new(prefix: &str) -> World {
+        let tmp = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+        for d in ["home/.local/share", "work"] {
+            std::fs::create_dir_all(tmp.path().join(d)).unwrap();
+        }
+        let secret = |name: &str, content: &str| {
+            let p = tmp.path().join(name);
+            std::fs::write(&p, content).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+            p
+        };
+        World {
+            pass: secret("pass.txt", &format!("{PASS}\n")),
+            store_pass: secret("store-pass.txt", &format!("{STORE_PASS}\n")),
+            tmp,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    fn secret(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, content).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        p
+    }
+
+    /// `mxkeys` with a clean environment, in the work directory (spawned directly, so that
+    /// its PID is the one killed).
+    fn cmd(&self, args: &[OsString]) -> Command {
+        let home = self.path("home");
+        let mut c = Command::new(common::BIN);
+        c.env_clear()
+            .env(
+                "PATH",
+                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+            )
+            .env("HOME", &home)
+            .env("XDG_DATA_HOME", home.join(".local/share"))
+            .env("MXKEYS_RETRY_BASE_MS", "5")
+            .current_dir(self.path("work"))
+            .stdin(Stdio::null())
+            .args(args);
+        c
+    }
+
+    /// `--store DIR --store-passphrase-file F` and `args`.
+    fn store_args(&self, store: &Path, args: &[&str]) -> Vec<OsString> {
+        let mut v: Vec<OsString> = vec![
+            "--store".into(),
+            store.into(),
+            "--store-passphrase-file".into(),
+            self.store_pass.clone().into(),
+        ];
+        v.extend(args.iter().map(OsString::from));
+        v
+    }
+
+    /// Run to completion; (exit code, stdout, stderr).
+    fn run(&self, args: &[OsString]) -> (i32, String, String) {
+        let out = self
+            .cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn run_ok(&self, args: &[OsString]) -> String {
+        let (code, stdout, stderr) = self.run(args);
+        assert_eq!(code, 0, "{args:?} failed: {stderr}");
+        stdout
+    }
+
+    fn init_store(&self, store: &Path) {
+        self.run_ok(&self.store_args(store, &["init", "--store-kdf-rounds", "1000"]));
+    }
+
+    fn import(&self, store: &Path, file: &Path) -> (i32, String, String) {
+        let mut a = self.store_args(store, &["--json", "import"]);
+        a.push(file.into());
+        a.push("--passphrase-file".into());
+        a.push(self.pass.clone().into());
+        self.run(&a)
+    }
+}
+
+/// What happened to a run that was to be killed.
+#[derive(Debug, Clone, Copy)]
+enum Fate {
+    /// Killed while running, after this long.
+    Killed(Duration),
+    /// It had already exited with this code, after this long.
+    Finished(i32, Duration),
+}
+
+/// Start `cmd`, wait `delay`, then SIGKILL it (unless it already ended).
+fn kill_after(mut cmd: Command, delay: Duration) -> Fate {
+    let start = Instant::now();
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = start + delay;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Fate::Finished(status.code().unwrap_or(-1), start.elapsed());
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        std::thread::sleep((deadline - now).min(Duration::from_millis(2)));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    Fate::Killed(start.elapsed())
+}
+
+/// The kill delays: `n` delays spread evenly over `[0, 1.1 * T]`, where `T` is the duration of
+/// an uncrashed run. The machine's load makes run times vary, so `T` is measured first and
+/// then lowered whenever a trial's run ends before its kill (those runs must have succeeded).
+struct Spread {
+    total: Duration,
+    n: usize,
+}
+
+impl Spread {
+    fn new(total: Duration, n: usize) -> Spread {
+        Spread { total, n }
+    }
+
+    fn delay(&self, i: usize) -> Duration {
+        self.total.mul_f64(1.1 * (i as f64 + 0.5) / self.n as f64)
+    }
+
+    fn learn(&mut self, fate: Fate) {
+        if let Fate::Finished(_, took) = fate {
+            self.total = self.total.min(took);
+        }
+    }
+}
+
+/// How long an uncrashed run takes, started exactly as the killed ones are (the command must
+/// succeed).
+fn time_run(mut cmd: Command) -> Duration {
+    let start = Instant::now();
+    let status = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "the uncrashed run failed: {status}");
+    start.elapsed()
+}
+
+/// Tally of the trials' fates; a run that ended before its kill must have succeeded.
+#[derive(Debug, Default)]
+struct Tally {
+    killed: usize,
+    finished: usize,
+    latest_kill: Duration,
+}
+
+impl Tally {
+    fn add(&mut self, fate: Fate, problems: &mut Vec<String>, trial: usize) {
+        match fate {
+            Fate::Killed(at) => {
+                self.killed += 1;
+                self.latest_kill = self.latest_kill.max(at);
+            }
+            Fate::Finished(code, _) => {
+                self.finished += 1;
+                if code != 0 {
+                    problems.push(format!(
+                        "trial {trial}: the run ended by itself with {code}"
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// (room, session) -> first index of every session in the store, read with SQLite directly.
+fn logical(store: &Path) -> BTreeMap<(String, String), u32> {
+    let conn = rusqlite::Connection::open_with_flags(
+        store.join("keys.sqlite3"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let mut st = conn
+        .prepare("SELECT room_id, session_id, first_index FROM sessions")
+        .unwrap();
+    st.query_map([], |r| {
+        Ok((
+            (r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+            r.get::<_, i64>(2)? as u32,
+        ))
+    })
+    .unwrap()
+    .map(|r| r.unwrap())
+    .collect()
+}
+
+/// The store opens after a crash: `list --json` exits 0 and counts what SQLite holds.
+fn store_opens(w: &World, store: &Path) -> u64 {
+    let out = w.run_ok(&[
+        "--store".into(),
+        store.into(),
+        "--json".into(),
+        "list".into(),
+    ]);
+    serde_json::from_str::<Value>(&out).unwrap()["sessions"]
+        .as_u64()
+        .unwrap()
+}
+
+/// Every session held before is still held, never with a worse first index.
+fn holds_everything(
+    before: &BTreeMap<(String, String), u32>,
+    now: &BTreeMap<(String, String), u32>,
+) -> Result<(), String> {
+    for (k, idx) in before {
+        match now.get(k) {
+            None => return Err(format!("lost session {k:?}")),
+            Some(n) if n > idx => return Err(format!("session {k:?} degraded {idx} -> {n}")),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+/// An export file of `sessions` written with the library's streaming writer at 1 round.
+fn write_export(path: &Path, sessions: &[ExportedSession]) {
+    let f = std::fs::File::create(path).unwrap();
+    let pass = Passphrase::from_string(PASS.into());
+    let mut w =
+        SessionWriter::new(ExportWriter::new(std::io::BufWriter::new(f), &pass, 1).unwrap());
+    for s in sessions {
+        w.push(s).unwrap();
+    }
+    let mut out = w.finish().unwrap();
+    std::io::Write::flush(&mut out).unwrap();
+}
+
+fn session(e: &Value) -> ExportedSession {
+    ExportedSession::from_json(&serde_json::to_vec(e).unwrap()).unwrap()
+}
+
+/// Sessions made with vodozemac: (export at index 0, export at `worse`).
+fn generate(n: usize, rooms: usize, worse: u32) -> Vec<(ExportedSession, ExportedSession)> {
+    (0..n)
+        .map(|i| {
+            let g = megolm::new_group();
+            let room = format!("!crash{}:example.org", i % rooms);
+            (
+                session(&megolm::entry(&g, &room, 0)),
+                session(&megolm::entry(&g, &room, worse)),
+            )
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Import
+
+#[test]
+fn kill_during_import_then_rerun() {
+    let trials = import_trials();
+    let n_sessions = import_sessions();
+    let pre_held = n_sessions / 10;
+    let w = World::new("mxkeys-crash-import-");
+    let t = Instant::now();
+    let generated = generate(n_sessions, n_sessions / 10, 5);
+    let big = w.path("big.txt");
+    write_export(
+        &big,
+        &generated.iter().map(|g| g.0.clone()).collect::<Vec<_>>(),
+    );
+    let pre = w.path("pre.txt");
+    write_export(
+        &pre,
+        &generated[..pre_held]
+            .iter()
+            .map(|g| g.1.clone())
+            .collect::<Vec<_>>(),
+    );
+    eprintln!(
+        "generated {n_sessions} sessions in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    // The store before: element-three, and pre_held of the file's sessions at index 5.
+    let baseline = w.path("baseline");
+    w.init_store(&baseline);
+    assert_eq!(
+        w.import(&baseline, &fixture("export/element-three.txt")).0,
+        0
+    );
+    assert_eq!(w.import(&baseline, &pre).0, 0);
+    let before = logical(&baseline);
+    assert_eq!(before.len(), pre_held + 3);
+
+    // Uncrashed runs: the duration (the faster of two, the first warms the caches) and the
+    // state after.
+    let reference = w.path("reference");
+    let trial_args = |store: &Path| {
+        let mut a = w.store_args(store, &["import"]);
+        a.extend([big.clone().into(), "--passphrase-file".into()]);
+        a.push(w.pass.clone().into());
+        a
+    };
+    let mut full = Duration::MAX;
+    for _ in 0..2 {
+        copy_dir(&baseline, &reference);
+        full = full.min(time_run(w.cmd(&trial_args(&reference))));
+    }
+    copy_dir(&baseline, &reference);
+    let (code, out, err) = w.import(&reference, &big);
+    assert_eq!(code, 0, "{err}");
+    let j: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(j["imported"], n_sessions - pre_held, "{j}");
+    assert_eq!(j["improved"], pre_held, "{j}");
+    let after = logical(&reference);
+    assert_eq!(after.len(), n_sessions + 3);
+    eprintln!("uncrashed import: {:.2} s", full.as_secs_f64());
+
+    let mut tally = Tally::default();
+    let (mut saw_before, mut saw_after) = (0, 0);
+    let mut problems = Vec::new();
+    let mut spread = Spread::new(full, trials);
+    for i in 0..trials {
+        let delay = spread.delay(i);
+        let store = w.path("trial");
+        copy_dir(&baseline, &store);
+        let fate = kill_after(w.cmd(&trial_args(&store)), delay);
+        tally.add(fate, &mut problems, i);
+        spread.learn(fate);
+        let n = store_opens(&w, &store);
+        let now = logical(&store);
+        assert_eq!(n as usize, now.len());
+        if let Err(e) = holds_everything(&before, &now) {
+            problems.push(format!("trial {i} ({fate:?}): {e}"));
+        }
+        if now == before {
+            saw_before += 1;
+        } else if now == after {
+            saw_after += 1;
+        } else {
+            problems.push(format!(
+                "trial {i} ({fate:?}): {} sessions, neither the state before ({}) nor after ({})",
+                now.len(),
+                before.len(),
+                after.len()
+            ));
+        }
+        // Run again: it completes, with the full result.
+        let (code, _, err) = w.import(&store, &big);
+        if code != 0 {
+            problems.push(format!("trial {i}: the rerun exited {code}: {err}"));
+        } else if logical(&store) != after {
+            problems.push(format!(
+                "trial {i}: the rerun did not reach the full result"
+            ));
+        }
+    }
+    // The sealed rows of a crashed-then-rerun store all open: export it and decrypt the file
+    // independently.
+    let store = w.path("trial");
+    let out = w.path("work/all.txt");
+    let mut a = w.store_args(&store, &["export", "--rounds", "1000", "-o"]);
+    a.extend([out.clone().into(), "--passphrase-file".into()]);
+    a.push(w.pass.clone().into());
+    w.run_ok(&a);
+    let pt = element::decrypt_file(&out, PASS.as_bytes()).plaintext;
+    let all: Vec<Value> = serde_json::from_slice(&pt).unwrap();
+    assert_eq!(all.len(), n_sessions + 3);
+
+    println!(
+        "crash safety, import of {n_sessions} sessions: {trials} trials ({} killed mid-run, the latest after {:.2} s; {} finished first); state before {saw_before}, after {saw_after}; uncrashed run {:.2} s (fastest seen {:.2} s)",
+        tally.killed,
+        tally.latest_kill.as_secs_f64(),
+        tally.finished,
+        full.as_secs_f64(),
+        spread.total.as_secs_f64()
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(
+        tally.killed >= trials / 2,
+        "only {} runs were killed mid-run",
+        tally.killed
+    );
+    assert!(
+        saw_before > 0 && saw_after > 0,
+        "kills did not cover the commit"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output files: never half-written
+
+#[test]
+fn killed_export_and_decrypt_never_leave_a_partial_output() {
+    const TRIALS: usize = 12;
+    let w = World::new("mxkeys-crash-files-");
+    const N: usize = 2_000;
+    let generated = generate(N, 200, 0);
+    let sessions: Vec<ExportedSession> = generated.into_iter().map(|g| g.0).collect();
+    let src = w.path("src.txt");
+    write_export(&src, &sessions);
+    let store = w.path("store");
+    w.init_store(&store);
+    assert_eq!(w.import(&store, &src).0, 0);
+
+    let export_args = |out: &Path| {
+        let mut a = w.store_args(&store, &["export", "--rounds", "1000", "-o"]);
+        a.extend([out.into(), "--passphrase-file".into()]);
+        a.push(w.pass.clone().into());
+        a
+    };
+    let decrypt_args = |out: &Path| {
+        let mut a: Vec<OsString> = vec!["decrypt".into(), src.clone().into(), "-o".into()];
+        a.extend([out.into(), "--passphrase-file".into()]);
+        a.push(w.pass.clone().into());
+        a
+    };
+    // Uncrashed: durations and the complete outputs.
+    let timed = |args: &[OsString], f: &Path| {
+        let mut best = Duration::MAX;
+        for _ in 0..2 {
+            let _ = std::fs::remove_file(f);
+            best = best.min(time_run(w.cmd(args)));
+        }
+        best
+    };
+    let full_export = w.path("work/full-export.txt");
+    let export_time = timed(&export_args(&full_export), &full_export);
+    let full_plain = w.path("work/full-plain.json");
+    let decrypt_time = timed(&decrypt_args(&full_plain), &full_plain);
+    let plain = std::fs::read(&full_plain).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Vec<Value>>(&plain).unwrap().len(),
+        N
+    );
+
+    let mut tally = Tally::default();
+    let mut problems = Vec::new();
+    let mut complete = 0;
+    let mut leftover_tmp = 0;
+    let dir = w.path("out");
+    for (kind, total) in [("export", export_time), ("decrypt", decrypt_time)] {
+        let mut spread = Spread::new(total, TRIALS);
+        for i in 0..TRIALS {
+            let delay = spread.delay(i);
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir(&dir).unwrap();
+            let f = dir.join("F");
+            let args = if kind == "export" {
+                export_args(&f)
+            } else {
+                decrypt_args(&f)
+            };
+            let fate = kill_after(w.cmd(&args), delay);
+            tally.add(fate, &mut problems, i);
+            spread.learn(fate);
+            leftover_tmp += std::fs::read_dir(&dir)
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with(".mxkeys-")
+                })
+                .count();
+            if !f.exists() {
+                continue;
+            }
+            complete += 1;
+            if kind == "export" {
+                let o = element::decrypt_file(&f, PASS.as_bytes());
+                let v: Vec<Value> = serde_json::from_slice(&o.plaintext).unwrap();
+                assert_eq!(v.len(), N, "{kind} trial {i}: incomplete output");
+            } else {
+                assert_eq!(
+                    std::fs::read(&f).unwrap(),
+                    plain,
+                    "{kind} trial {i}: incomplete output"
+                );
+            }
+        }
+    }
+    println!(
+        "crash safety, output files: {} trials ({} killed mid-run); every output absent or complete ({complete} complete); {leftover_tmp} temporary files left by the kills (never the output)",
+        2 * TRIALS,
+        tally.killed
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(
+        tally.killed >= TRIALS,
+        "only {} runs were killed mid-run",
+        tally.killed
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backup download and upload, against the real Synapse
+
+macro_rules! require_hs {
+    () => {
+        match support::synapse::homeserver() {
+            Some(hs) => hs,
+            None => return,
+        }
+    };
+}
+
+/// `PUT` many `KeyBackupData` at once, at most 400 rooms per request.
+fn put_many(api: &support::synapse::Api, version: &str, items: &[(String, String, Value)]) {
+    let mut rooms = serde_json::Map::new();
+    let flush = |rooms: &mut serde_json::Map<String, Value>| {
+        if rooms.is_empty() {
+            return;
+        }
+        let body = json!({ "rooms": std::mem::take(rooms) });
+        let (s, v) = api.put_keys(version, &body);
+        assert_eq!(s, 200, "{v}");
+    };
+    for (room, sid, d) in items {
+        if !rooms.contains_key(room) && rooms.len() >= 400 {
+            flush(&mut rooms);
+        }
+        rooms
+            .entry(room.clone())
+            .or_insert_with(|| json!({"sessions": {}}))["sessions"][sid] = d.clone();
+    }
+    flush(&mut rooms);
+}
+
+#[test]
+fn kill_during_backup_download_into_the_store() {
+    const TRIALS: usize = 25;
+    const N: usize = 1_000;
+    const PRE: usize = 100;
+    let hs = require_hs!();
+    let user = hs.register("crashdown");
+    let api = hs.api(&user);
+    let key = mxkeys::backup::BackupDecryptionKey::random().unwrap();
+    let public = key.public_key();
+    let version = api.create_version(&key.public_key_base64());
+    let mut gens: Vec<GenSession> = (0..N)
+        .map(|i| GenSession::new(&format!("!down{}:localhost", i % 500)))
+        .collect();
+    let items: Vec<_> = gens
+        .iter_mut()
+        .map(|g| {
+            (
+                g.room_id.clone(),
+                g.session_id.clone(),
+                g.backup_data(&public, 0, 0),
+            )
+        })
+        .collect();
+    put_many(&api, &version, &items);
+    assert_eq!(api.count(&version), N as u64);
+
+    let w = World::new("mxkeys-crash-download-");
+    let tok = w.secret("token.txt", &format!("{}\n", user.token));
+    let rk = w.secret(
+        "rk.txt",
+        &format!("{}\n", &*mxkeys::recovery_key::encode(key.expose_secret())),
+    );
+    // The store before: element-three, and PRE of the backup's sessions at a worse index.
+    let baseline = w.path("baseline");
+    w.init_store(&baseline);
+    assert_eq!(
+        w.import(&baseline, &fixture("export/element-three.txt")).0,
+        0
+    );
+    let pre = w.path("pre.txt");
+    write_export(
+        &pre,
+        &gens[..PRE]
+            .iter_mut()
+            .map(|g| g.exported(4, &[]))
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(w.import(&baseline, &pre).0, 0);
+    let before = logical(&baseline);
+    assert_eq!(before.len(), PRE + 3);
+
+    let args = |store: &Path| {
+        let mut a = w.store_args(
+            store,
+            &["--json", "backup", "download", "--homeserver", &hs.base],
+        );
+        a.extend(["--access-token-file".into(), tok.clone().into()]);
+        a.extend(["--recovery-key-file".into(), rk.clone().into()]);
+        a
+    };
+    let reference = w.path("reference");
+    let mut full = Duration::MAX;
+    for _ in 0..2 {
+        copy_dir(&baseline, &reference);
+        full = full.min(time_run(w.cmd(&args(&reference))));
+    }
+    copy_dir(&baseline, &reference);
+    let j: Value = serde_json::from_str(&w.run_ok(&args(&reference))).unwrap();
+    assert_eq!(j["imported"], N - PRE, "{j}");
+    assert_eq!(j["improved"], PRE, "{j}");
+    let after = logical(&reference);
+    assert_eq!(after.len(), N + 3);
+
+    let mut tally = Tally::default();
+    let (mut saw_before, mut saw_after) = (0, 0);
+    let mut problems = Vec::new();
+    let mut spread = Spread::new(full, TRIALS);
+    for i in 0..TRIALS {
+        let delay = spread.delay(i);
+        let store = w.path("trial");
+        copy_dir(&baseline, &store);
+        let fate = kill_after(w.cmd(&args(&store)), delay);
+        tally.add(fate, &mut problems, i);
+        spread.learn(fate);
+        store_opens(&w, &store);
+        let now = logical(&store);
+        if let Err(e) = holds_everything(&before, &now) {
+            problems.push(format!("trial {i} ({fate:?}): {e}"));
+        }
+        if now == before {
+            saw_before += 1;
+        } else if now == after {
+            saw_after += 1;
+        } else {
+            problems.push(format!(
+                "trial {i} ({fate:?}): {} sessions, neither before nor after",
+                now.len()
+            ));
+        }
+        let (code, _, err) = w.run(&args(&store));
+        if code != 0 {
+            problems.push(format!("trial {i}: the rerun exited {code}: {err}"));
+        } else if logical(&store) != after {
+            problems.push(format!(
+                "trial {i}: the rerun did not reach the full result"
+            ));
+        }
+    }
+    // The backup itself was only read.
+    assert_eq!(api.count(&version), N as u64);
+    println!(
+        "crash safety, backup download of {N} keys: {TRIALS} trials ({} killed mid-run, {} finished first); state before {saw_before}, after {saw_after}; uncrashed run {:.2} s (fastest seen {:.2} s)",
+        tally.killed,
+        tally.finished,
+        full.as_secs_f64(),
+        spread.total.as_secs_f64()
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(
+        tally.killed >= TRIALS / 2,
+        "only {} runs were killed mid-run",
+        tally.killed
+    );
+}
+
+#[test]
+fn kill_during_backup_upload_then_rerun() {
+    const TRIALS: usize = 25;
+    const N: usize = 600;
+    const PRESEED: usize = 30;
+    const LOCAL_INDEX: u32 = 3;
+    let hs = require_hs!();
+    let user = hs.register("crashup");
+    let api = hs.api(&user);
+    let key = mxkeys::backup::BackupDecryptionKey::random().unwrap();
+    let public = key.public_key();
+
+    let w = World::new("mxkeys-crash-upload-");
+    let tok = w.secret("token.txt", &format!("{}\n", user.token));
+    let rk = w.secret(
+        "rk.txt",
+        &format!("{}\n", &*mxkeys::recovery_key::encode(key.expose_secret())),
+    );
+    // The store: N sessions (one room each, so that the upload takes two requests) at index 3.
+    let mut gens: Vec<GenSession> = (0..N)
+        .map(|i| GenSession::new(&format!("!up{i}:localhost")))
+        .collect();
+    let file = w.path("local.txt");
+    write_export(
+        &file,
+        &gens
+            .iter_mut()
+            .map(|g| g.exported(LOCAL_INDEX, &[]))
+            .collect::<Vec<_>>(),
+    );
+    let store = w.path("store");
+    w.init_store(&store);
+    assert_eq!(w.import(&store, &file).0, 0);
+    let before = logical(&store);
+    let ids: Vec<(String, String)> = gens
+        .iter()
+        .map(|g| (g.room_id.clone(), g.session_id.clone()))
+        .collect();
+
+    // A fresh backup version per run, already holding PRESEED keys better than ours
+    // (index 0, forwarded once): they must survive every run untouched.
+    let fresh_version =
+        |gens: &mut Vec<GenSession>| -> (String, BTreeMap<(String, String), Value>) {
+            let v = api.create_version(&key.public_key_base64());
+            let items: Vec<_> = gens[..PRESEED]
+                .iter_mut()
+                .map(|g| {
+                    (
+                        g.room_id.clone(),
+                        g.session_id.clone(),
+                        g.backup_data(&public, 0, 1),
+                    )
+                })
+                .collect();
+            put_many(&api, &v, &items);
+            (v.clone(), api.key_map(&v))
+        };
+    let args = || {
+        let mut a = w.store_args(
+            &store,
+            &["--json", "backup", "upload", "--homeserver", &hs.base],
+        );
+        a.extend(["--access-token-file".into(), tok.clone().into()]);
+        a.extend(["--recovery-key-file".into(), rk.clone().into()]);
+        a
+    };
+    let check_server =
+        |v: &str, seeded: &BTreeMap<(String, String), Value>| -> Result<(), String> {
+            let held = api.key_map(v);
+            if held.len() != N {
+                return Err(format!("the server holds {} keys, not {N}", held.len()));
+            }
+            for (k, d) in &held {
+                if let Some(s) = seeded.get(k) {
+                    if d != s {
+                        return Err(format!("a better key was replaced: {k:?}"));
+                    }
+                } else if d["first_message_index"] != LOCAL_INDEX {
+                    return Err(format!("{k:?} holds {d}"));
+                }
+            }
+            // Every key decrypts with the user's key, to the session we hold.
+            for (room, sid) in &ids {
+                let d: mxkeys::backup::KeyBackupData =
+                    serde_json::from_value(held[&(room.clone(), sid.clone())].clone()).unwrap();
+                key.decrypt_session(room, sid, &d)
+                    .map_err(|e| format!("{sid}: {e}"))?;
+            }
+            Ok(())
+        };
+
+    let (v0, seeded0) = fresh_version(&mut gens);
+    let j: Value = serde_json::from_str(&w.run_ok(&args())).unwrap();
+    assert_eq!(j["sent"], N - PRESEED, "{j}");
+    assert!(j["requests"].as_u64().unwrap() >= 2, "{j}");
+    check_server(&v0, &seeded0).unwrap();
+    let mut full = Duration::MAX;
+    for _ in 0..2 {
+        let (v0, seeded0) = fresh_version(&mut gens);
+        full = full.min(time_run(w.cmd(&args())));
+        check_server(&v0, &seeded0).unwrap();
+    }
+
+    let mut tally = Tally::default();
+    let mut partial_seen = 0;
+    let mut problems = Vec::new();
+    let mut spread = Spread::new(full, TRIALS);
+    for i in 0..TRIALS {
+        let delay = spread.delay(i);
+        let (v, seeded) = fresh_version(&mut gens);
+        let fate = kill_after(w.cmd(&args()), delay);
+        tally.add(fate, &mut problems, i);
+        spread.learn(fate);
+        let held = api.count(&v) as usize;
+        if held > PRESEED && held < N {
+            partial_seen += 1;
+        }
+        store_opens(&w, &store);
+        let now = logical(&store);
+        if now != before {
+            problems.push(format!(
+                "trial {i} ({fate:?}): the store's sessions changed"
+            ));
+        }
+        let (code, out, err) = w.run(&args());
+        if code != 0 {
+            problems.push(format!("trial {i}: the rerun exited {code}: {err}"));
+            continue;
+        }
+        let j: Value = serde_json::from_str(&out).unwrap();
+        if j["skipped"].as_u64().unwrap() < PRESEED as u64 {
+            problems.push(format!(
+                "trial {i}: the rerun did not skip the better keys: {j}"
+            ));
+        }
+        if let Err(e) = check_server(&v, &seeded) {
+            problems.push(format!("trial {i} ({fate:?}): {e}"));
+        }
+    }
+    println!(
+        "crash safety, backup upload of {N} keys: {TRIALS} trials ({} killed mid-run, {} finished first, {partial_seen} left a partial upload); uncrashed run {:.2} s (fastest seen {:.2} s)",
+        tally.killed,
+        tally.finished,
+        full.as_secs_f64(),
+        spread.total.as_secs_f64()
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(
+        tally.killed >= TRIALS / 2,
+        "only {} runs were killed mid-run",
+        tally.killed
+    );
+}

@@ -1,0 +1,921 @@
+//! A hostile homeserver (issue 5, part 5): the fault proxy in front of the real Synapse swaps
+//! the backup's public key, replays an old backup version, sends oversized, malformed or
+//! truncated bodies for every endpoint mxkeys uses, lies about `current_version`, or stalls.
+//!
+//! In every case: the documented exit code with one error line and a hint, no panic, no hang
+//! past the timeouts (`--timeout 1 --attempts 2`), bounded memory; the key store unchanged;
+//! the real backup on Synapse unchanged; and no key ever encrypted to a key the server
+//! controls: every `PUT /room_keys/keys` body the proxy saw decrypts with the user's own key
+//! for that version (and most cases must send none at all).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mxkeys::backup::{BackupDecryptionKey, KeyBackupData};
+use serde_json::{Value, json};
+
+use support::cli::{Env, fixture};
+use support::crypto::GenSession;
+use support::fault_proxy::{Action, FaultProxy};
+use support::synapse::{Api, User, enc};
+
+const WHOAMI: &str = "/_matrix/client/v3/account/whoami";
+const VERSION: &str = "/_matrix/client/v3/room_keys/version";
+const KEYS: &str = "/_matrix/client/v3/room_keys/keys";
+const KEYS_QUERY: &str = "/_matrix/client/v3/keys/query";
+
+/// No case may run longer than this (two attempts of one second, plus start-up).
+const CASE_TIME: Duration = Duration::from_secs(10);
+/// Nor grow past this (bodies are capped at 1 MiB, key entries at 256 KiB).
+const CASE_RSS_KB: u64 = 96 * 1024;
+
+/// The commands the cases run, all through the proxy with a one-shot token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cmd {
+    /// `backup info`
+    Info,
+    /// `backup status` (store)
+    Status,
+    /// `backup download` into the store, with the current backup's recovery key
+    DownloadStore,
+    /// `backup download` into the store, with the key cached in the store
+    DownloadCached,
+    /// `backup download -o FILE` (no store), with the current backup's recovery key
+    DownloadFile,
+    /// `backup upload` of the store's keys, with the current backup's recovery key
+    UploadStore,
+    /// `backup upload` of the store's keys, with the key cached in the store
+    UploadCached,
+    /// `backup upload FILE` (no store), pinned to the current backup's public key
+    UploadPinned,
+    /// `backup upload FILE` (no store) with the OLD backup's recovery key
+    UploadOldKey,
+    /// `recovery-key check` with the current backup's recovery key
+    Check,
+    /// `recovery-key check` with a Security Phrase
+    CheckPhrase,
+}
+
+struct Rule {
+    method: &'static str,
+    prefix: String,
+    nth: usize,
+    action: Action,
+}
+
+fn rule(method: &'static str, prefix: impl Into<String>, nth: usize, action: Action) -> Rule {
+    Rule {
+        method,
+        prefix: prefix.into(),
+        nth,
+        action,
+    }
+}
+
+struct Case {
+    name: String,
+    cmd: Cmd,
+    rules: Vec<Rule>,
+    code: i32,
+    message: &'static str,
+    /// No `PUT /room_keys/keys` may reach the proxy at all.
+    no_put: bool,
+}
+
+fn case(
+    name: impl Into<String>,
+    cmd: Cmd,
+    rules: Vec<Rule>,
+    code: i32,
+    message: &'static str,
+) -> Case {
+    Case {
+        name: name.into(),
+        cmd,
+        rules,
+        code,
+        message,
+        no_put: true,
+    }
+}
+
+/// A body of raw bytes, status 200.
+fn body(b: impl Into<Vec<u8>>) -> Action {
+    Action::RespondBytes {
+        status: 200,
+        body: Arc::new(b.into()),
+    }
+}
+
+/// A 5 MB JSON body of the given shape (a huge string inside `prefix` ... `suffix`).
+fn huge(prefix: &str, suffix: &str) -> Action {
+    let mut b = prefix.as_bytes().to_vec();
+    b.extend(std::iter::repeat_n(b'A', 5 * 1024 * 1024));
+    b.extend_from_slice(suffix.as_bytes());
+    body(b)
+}
+
+/// Rewrite the real response's `auth_data.public_key`.
+fn swap_public_key(public: String) -> Action {
+    Action::Rewrite(Arc::new(move |status, b| {
+        let mut v: Value = match serde_json::from_slice(b) {
+            Ok(v) => v,
+            Err(_) => return (status, b.to_vec()),
+        };
+        if v.get("auth_data").is_some() {
+            v["auth_data"]["public_key"] = json!(public.clone());
+        }
+        (status, serde_json::to_vec(&v).unwrap())
+    }))
+}
+
+/// The world: a user with two backup versions (v1 old, v2 current), a store that holds some
+/// of v2's keys and its key, and an attacker's key.
+struct World {
+    user: User,
+    api: Api,
+    env: Env,
+    k1: BackupDecryptionKey,
+    v1: String,
+    k2: BackupDecryptionKey,
+    v2: String,
+    attacker: BackupDecryptionKey,
+    v1_body: Vec<u8>,
+    tok: PathBuf,
+    rk1: PathBuf,
+    rk2: PathBuf,
+    phrase: PathBuf,
+    file: PathBuf,
+}
+
+fn recovery_key_file(env: &Env, name: &str, k: &BackupDecryptionKey) -> PathBuf {
+    env.secret(
+        name,
+        &format!("{}\n", &*mxkeys::recovery_key::encode(k.expose_secret())),
+    )
+}
+
+fn put_sessions(api: &Api, version: &str, key: &BackupDecryptionKey, tag: &str, n: usize) {
+    let mut rooms = serde_json::Map::new();
+    for i in 0..n {
+        let mut g = GenSession::new(&format!("!{tag}{i}:localhost"));
+        let d = g.backup_data(&key.public_key(), 0, 0);
+        rooms.insert(
+            g.room_id.clone(),
+            json!({"sessions": {g.session_id.clone(): d}}),
+        );
+    }
+    let (s, v) = api.put_keys(version, &json!({ "rooms": rooms }));
+    assert_eq!(s, 200, "{v}");
+}
+
+impl World {
+    fn new(hs: &support::synapse::Hs) -> World {
+        let user = hs.register("hostile");
+        let api = hs.api(&user);
+        let k1 = BackupDecryptionKey::random().unwrap();
+        let v1 = api.create_version(&k1.public_key_base64());
+        put_sessions(&api, &v1, &k1, "old", 3);
+        let k2 = BackupDecryptionKey::random().unwrap();
+        let v2 = api.create_version(&k2.public_key_base64());
+        put_sessions(&api, &v2, &k2, "cur", 5);
+        let v1_body = api
+            .raw("GET", &api.url(&format!("room_keys/version/{v1}")), None)
+            .1;
+        let env = Env::new(&hs.base);
+        let tok = env.token_file("token.txt", &user.token);
+        let rk1 = recovery_key_file(&env, "rk1.txt", &k1);
+        let rk2 = recovery_key_file(&env, "rk2.txt", &k2);
+        let phrase = env.secret("phrase.txt", "a security phrase\n");
+        // The store: element-three (not in the backup), and v2's keys downloaded honestly,
+        // which keeps v2's key in the store.
+        env.init_store();
+        let pass = env.pass_file();
+        env.smx_p(
+            &["import"],
+            &[
+                ("", &fixture("export/element-three.txt")),
+                ("--passphrase-file", &pass),
+            ],
+        )
+        .ok();
+        let hsb = hs.base.clone();
+        env.smx_p(
+            &["backup", "download", "--homeserver", &hsb],
+            &[("--access-token-file", &tok), ("--recovery-key-file", &rk2)],
+        )
+        .ok();
+        // More keys in v2 since: a download that succeeded would change the store.
+        put_sessions(&api, &v2, &k2, "new", 3);
+        World {
+            file: fixture("export/element-three.txt"),
+            user,
+            api,
+            env,
+            k1,
+            v1,
+            k2,
+            v2,
+            attacker: BackupDecryptionKey::random().unwrap(),
+            v1_body,
+            tok,
+            rk1,
+            rk2,
+            phrase,
+        }
+    }
+
+    fn account_data(&self) -> String {
+        format!(
+            "/_matrix/client/v3/user/{}/account_data/",
+            enc(&self.user.user_id)
+        )
+    }
+
+    fn args(&self, cmd: Cmd, proxy: &str, out_dir: &Path) -> Vec<OsString> {
+        let mut a: Vec<OsString> = Vec::new();
+        let store = |a: &mut Vec<OsString>| {
+            a.extend([
+                "--store".into(),
+                self.env.store().into(),
+                "--store-passphrase-file".into(),
+                self.env.store_pass_file().into(),
+            ]);
+        };
+        let net = |a: &mut Vec<OsString>| {
+            a.extend([
+                "--homeserver".into(),
+                proxy.into(),
+                "--access-token-file".into(),
+                self.tok.clone().into(),
+                "--timeout".into(),
+                "1".into(),
+                "--attempts".into(),
+                "2".into(),
+            ]);
+        };
+        let words = |a: &mut Vec<OsString>, w: &[&str]| a.extend(w.iter().map(OsString::from));
+        match cmd {
+            Cmd::Info => words(&mut a, &["backup", "info"]),
+            Cmd::Status => {
+                store(&mut a);
+                words(&mut a, &["backup", "status"]);
+            }
+            Cmd::DownloadStore | Cmd::DownloadCached => {
+                store(&mut a);
+                words(&mut a, &["backup", "download"]);
+                if cmd == Cmd::DownloadStore {
+                    a.extend(["--recovery-key-file".into(), self.rk2.clone().into()]);
+                }
+            }
+            Cmd::DownloadFile => {
+                words(&mut a, &["backup", "download", "--rounds", "1000", "-o"]);
+                a.push(out_dir.join("keys.txt").into());
+                a.extend(["--passphrase-file".into(), self.env.pass_file().into()]);
+                a.extend(["--recovery-key-file".into(), self.rk2.clone().into()]);
+            }
+            Cmd::UploadStore | Cmd::UploadCached => {
+                store(&mut a);
+                words(&mut a, &["backup", "upload"]);
+                if cmd == Cmd::UploadStore {
+                    a.extend(["--recovery-key-file".into(), self.rk2.clone().into()]);
+                }
+            }
+            Cmd::UploadPinned | Cmd::UploadOldKey => {
+                words(&mut a, &["backup", "upload"]);
+                a.push(self.file.clone().into());
+                a.extend(["--passphrase-file".into(), self.env.pass_file().into()]);
+                if cmd == Cmd::UploadPinned {
+                    a.extend([
+                        "--trust-public-key".into(),
+                        self.k2.public_key_base64().into(),
+                    ]);
+                } else {
+                    a.extend(["--recovery-key-file".into(), self.rk1.clone().into()]);
+                }
+            }
+            Cmd::Check => {
+                words(&mut a, &["recovery-key", "check", "--recovery-key-file"]);
+                a.push(self.rk2.clone().into());
+            }
+            Cmd::CheckPhrase => {
+                words(&mut a, &["recovery-key", "check", "--security-phrase-file"]);
+                a.push(self.phrase.clone().into());
+            }
+        }
+        net(&mut a);
+        a
+    }
+
+    /// What the server holds: the current version, and every key of both versions.
+    fn server_state(&self) -> ServerState {
+        let (_, cur) = self.api.version(None);
+        (
+            cur["version"].as_str().unwrap().to_string(),
+            self.api.key_map(&self.v1),
+            self.api.key_map(&self.v2),
+        )
+    }
+}
+
+/// The current version, and every key of v1 and of v2.
+type ServerState = (
+    String,
+    BTreeMap<(String, String), Value>,
+    BTreeMap<(String, String), Value>,
+);
+
+/// Every row of the store.
+fn store_rows(store: &Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open_with_flags(
+        store.join("keys.sqlite3"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let mut rows = Vec::new();
+    for sql in [
+        "SELECT room_id || '|' || session_id || '|' || first_index || '|' || hex(data) FROM sessions ORDER BY id",
+        "SELECT name || '|' || hex(data) FROM secrets ORDER BY name",
+    ] {
+        let mut st = conn.prepare(sql).unwrap();
+        rows.extend(
+            st.query_map([], |r| r.get::<_, String>(0))
+                .unwrap()
+                .map(|x| x.unwrap()),
+        );
+    }
+    rows
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    elapsed: Duration,
+    max_rss_kb: u64,
+}
+
+fn run(env: &Env, args: &[OsString], cwd: &Path) -> Run {
+    let rss = cwd.with_extension("rss");
+    let start = Instant::now();
+    let out = Command::new("setsid")
+        .arg("-w")
+        .args([
+            "timeout",
+            "-s",
+            "KILL",
+            "60",
+            "/usr/bin/time",
+            "-f",
+            "%M",
+            "-o",
+        ])
+        .arg(&rss)
+        .arg(assert_cmd::cargo::cargo_bin("mxkeys"))
+        .args(args)
+        .env_clear()
+        .envs(env.base_env())
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    let elapsed = start.elapsed();
+    let max_rss_kb = std::fs::read_to_string(&rss)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse::<u64>().ok())
+        .next_back()
+        .unwrap_or(0);
+    let _ = std::fs::remove_file(&rss);
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed,
+        max_rss_kb,
+    }
+}
+
+/// The version a `PUT /room_keys/keys?version=V` went to.
+fn put_version(path: &str) -> String {
+    let q = path.split_once("version=").map(|x| x.1).unwrap_or("");
+    q.split('&').next().unwrap_or("").to_string()
+}
+
+/// Every session in a PUT body decrypts with the user's key for that version, and with no
+/// other (in particular not the attacker's).
+fn check_put_body(w: &World, path: &str, body: &[u8]) -> Result<usize, String> {
+    let version = put_version(path);
+    let key = if version == w.v1 {
+        &w.k1
+    } else if version == w.v2 {
+        &w.k2
+    } else {
+        return Err(format!(
+            "a PUT to version {version:?}, which the user never made"
+        ));
+    };
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("PUT body: {e}"))?;
+    let mut n = 0;
+    for (room, r) in v["rooms"].as_object().ok_or("no rooms")? {
+        for (sid, d) in r["sessions"].as_object().ok_or("no sessions")? {
+            let d: KeyBackupData = serde_json::from_value(d.clone()).map_err(|e| e.to_string())?;
+            key.decrypt_session(room, sid, &d)
+                .map_err(|e| format!("{room}/{sid} does not decrypt with the user's key: {e}"))?;
+            if w.attacker.decrypt(&d.session_data).is_ok() {
+                return Err(format!("{room}/{sid} decrypts with the attacker's key"));
+            }
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+fn cases(w: &World) -> Vec<Case> {
+    use Cmd::*;
+    let ad = w.account_data();
+    let attacker_pub = w.attacker.public_key_base64();
+    let mut v: Vec<Case> = Vec::new();
+
+    // 1. The server swaps the backup's public key for one it controls.
+    for cmd in [UploadStore, UploadCached, UploadPinned] {
+        v.push(case(
+            format!("swapped public key, upload ({cmd:?})"),
+            cmd,
+            vec![rule(
+                "GET",
+                VERSION,
+                0,
+                swap_public_key(attacker_pub.clone()),
+            )],
+            16,
+            "nothing was uploaded",
+        ));
+    }
+    v.push(case(
+        "swapped public key, download with the recovery key",
+        DownloadStore,
+        vec![rule(
+            "GET",
+            VERSION,
+            0,
+            swap_public_key(attacker_pub.clone()),
+        )],
+        12,
+        "matches neither",
+    ));
+    v.push(case(
+        "swapped public key, download with the cached key",
+        DownloadCached,
+        vec![rule(
+            "GET",
+            VERSION,
+            0,
+            swap_public_key(attacker_pub.clone()),
+        )],
+        2,
+        "the backup's key is needed",
+    ));
+    v.push(case(
+        "swapped public key, recovery-key check",
+        Check,
+        vec![rule(
+            "GET",
+            VERSION,
+            0,
+            swap_public_key(attacker_pub.clone()),
+        )],
+        12,
+        "matches neither",
+    ));
+    // 2. The server replays the old version (v1) as the current one.
+    let replay = || rule("GET", VERSION, 0, body(w.v1_body.clone()));
+    v.push(case(
+        "replayed old version, upload with the current key",
+        UploadStore,
+        vec![replay()],
+        16,
+        "nothing was uploaded",
+    ));
+    v.push(case(
+        "replayed old version, upload with the cached current key",
+        UploadCached,
+        vec![replay()],
+        16,
+        "nothing was uploaded",
+    ));
+    v.push(case(
+        "replayed old version, upload pinned to the current key",
+        UploadPinned,
+        vec![replay()],
+        16,
+        "nothing was uploaded",
+    ));
+    let mut c = case(
+        "replayed old version, upload with the old version's key",
+        UploadOldKey,
+        vec![replay()],
+        11,
+        "is no longer the current one",
+    );
+    c.no_put = false; // sent to v1, encrypted to the user's own old key; Synapse refuses it
+    v.push(c);
+    v.push(case(
+        "replayed old version, download with the current key",
+        DownloadStore,
+        vec![replay()],
+        12,
+        "matches neither",
+    ));
+    // 3. Lies about current_version in M_WRONG_ROOM_KEYS_VERSION.
+    for (what, current) in [
+        ("a version that does not exist", "999".to_string()),
+        ("the old version", w.v1.clone()),
+        ("the version it just refused", w.v2.clone()),
+    ] {
+        let mut c = case(
+            format!("M_WRONG_ROOM_KEYS_VERSION naming {what} as current"),
+            UploadStore,
+            vec![rule(
+                "PUT",
+                KEYS,
+                0,
+                Action::Respond {
+                    status: 403,
+                    headers: vec![],
+                    body: json!({
+                        "errcode": "M_WRONG_ROOM_KEYS_VERSION",
+                        "error": "Wrong backup version.",
+                        "current_version": current,
+                    })
+                    .to_string(),
+                },
+            )],
+            11,
+            "is no longer the current one",
+        );
+        c.no_put = false; // one PUT, answered by the proxy (never stored), never retried
+        v.push(c);
+    }
+    // 4. Oversized bodies (5 MB): refused at 1 MiB (a key entry at 256 KiB).
+    for (what, method, prefix, cmd, b) in [
+        (
+            "whoami",
+            "GET",
+            WHOAMI.to_string(),
+            Info,
+            huge(r#"{"user_id": "@"#, r#""}"#),
+        ),
+        (
+            "the backup version",
+            "GET",
+            VERSION.to_string(),
+            Info,
+            huge(r#"{"algorithm": ""#, r#""}"#),
+        ),
+        (
+            "the backup version (download)",
+            "GET",
+            VERSION.to_string(),
+            DownloadStore,
+            huge(r#"{"auth_data": {"x": ""#, r#""}}"#),
+        ),
+        (
+            "the backup's keys",
+            "GET",
+            KEYS.to_string(),
+            DownloadStore,
+            huge(
+                r#"{"rooms": {"!r:x": {"sessions": {"s": {"first_message_index": 0, "forwarded_count": 0, "is_verified": false, "session_data": {"ephemeral": "x", "mac": "x", "ciphertext": ""#,
+                r#""}}}}}}"#,
+            ),
+        ),
+        (
+            "the backup's keys (status)",
+            "GET",
+            KEYS.to_string(),
+            Status,
+            huge(r#"{"rooms": {"!"#, r#"": {}}}"#),
+        ),
+        (
+            "the keys upload response",
+            "PUT",
+            KEYS.to_string(),
+            UploadStore,
+            huge(r#"{"etag": ""#, r#"", "count": 1}"#),
+        ),
+        (
+            "account data",
+            "GET",
+            ad.clone(),
+            Check,
+            huge(r#"{"key": ""#, r#""}"#),
+        ),
+        (
+            "the user's keys (info)",
+            "POST",
+            KEYS_QUERY.to_string(),
+            Info,
+            huge(r#"{"master_keys": {"x": ""#, r#""}}"#),
+        ),
+    ] {
+        let mut c = case(
+            format!("5 MB body for {what}"),
+            cmd,
+            vec![rule(method, prefix, 0, b)],
+            15,
+            "larger than",
+        );
+        c.no_put = method != "PUT";
+        v.push(c);
+    }
+    // 5. Malformed 200 bodies for every endpoint used: garbage, wrong shapes, truncated JSON.
+    for (what, method, prefix, cmd, b, code, msg) in [
+        ("whoami: garbage", "GET", WHOAMI.to_string(), Info, &b"<html>hello</html>"[..], 15, "invalid response"),
+        ("whoami: an array", "GET", WHOAMI.to_string(), Info, b"[]", 15, "invalid response"),
+        ("whoami: no user_id", "GET", WHOAMI.to_string(), Info, b"{}", 15, "invalid response"),
+        ("whoami: truncated", "GET", WHOAMI.to_string(), UploadStore, br#"{"user_id": "@ho"#, 15, "invalid response"),
+        ("whoami: user_id a number", "GET", WHOAMI.to_string(), DownloadStore, br#"{"user_id": 5}"#, 15, "invalid response"),
+        ("version: garbage", "GET", VERSION.to_string(), Info, b"\x00\x01\x02garbage", 15, "invalid response"),
+        ("version: an array", "GET", VERSION.to_string(), UploadStore, b"[]", 15, "invalid response"),
+        ("version: empty object", "GET", VERSION.to_string(), DownloadStore, b"{}", 15, "invalid response"),
+        ("version: truncated", "GET", VERSION.to_string(), UploadCached, br#"{"algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": {"public_key": "#, 15, "invalid response"),
+        ("version: count a string", "GET", VERSION.to_string(), Status, br#"{"algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": {}, "count": "5", "etag": "1", "version": "1"}"#, 15, "invalid response"),
+        ("version: unknown algorithm", "GET", VERSION.to_string(), UploadStore, br#"{"algorithm": "m.megolm_backup.v2", "auth_data": {}, "count": 5, "etag": "1", "version": "1"}"#, 13, "which mxkeys does not support"),
+        ("version: auth_data without public_key", "GET", VERSION.to_string(), UploadStore, br#"{"algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": {}, "count": 5, "etag": "1", "version": "1"}"#, 15, "auth_data"),
+        ("version: public_key not base64", "GET", VERSION.to_string(), UploadPinned, br#"{"algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": {"public_key": "!!!"}, "count": 5, "etag": "1", "version": "1"}"#, 13, "public"),
+        ("keys: garbage", "GET", KEYS.to_string(), DownloadStore, b"not json", 15, "invalid response"),
+        ("keys: an array", "GET", KEYS.to_string(), DownloadCached, b"[]", 15, "invalid response"),
+        ("keys: no rooms", "GET", KEYS.to_string(), UploadStore, b"{}", 15, "invalid response"),
+        ("keys: rooms a number", "GET", KEYS.to_string(), Status, br#"{"rooms": 5}"#, 15, "invalid response"),
+        ("keys: truncated", "GET", KEYS.to_string(), DownloadFile, br#"{"rooms": {"!r:x": {"sessions": {"s": {"first_mes"#, 15, "invalid response"),
+        ("keys: an entry of the wrong shape", "GET", KEYS.to_string(), DownloadStore, br#"{"rooms": {"!r:x": {"sessions": {"s": {"first_message_index": "zero"}}}}}"#, 15, "invalid response"),
+        ("keys upload: garbage", "PUT", KEYS.to_string(), UploadStore, b"garbage", 15, "invalid response"),
+        ("keys upload: no count", "PUT", KEYS.to_string(), UploadStore, br#"{"etag": "1"}"#, 15, "invalid response"),
+        ("keys upload: truncated", "PUT", KEYS.to_string(), UploadPinned, br#"{"etag": "1", "cou"#, 15, "invalid response"),
+        ("account data: garbage", "GET", ad.clone(), Check, b"garbage", 15, "invalid response"),
+        ("account data: an array", "GET", ad.clone(), DownloadStore, b"[1]", 15, "invalid response"),
+        ("account data: encrypted a number", "GET", format!("{ad}m.megolm_backup.v1"), Check, br#"{"encrypted": 5}"#, 13, "is malformed"),
+        ("keys/query: garbage", "POST", KEYS_QUERY.to_string(), Info, b"garbage", 15, "invalid response"),
+    ] {
+        let mut c = case(
+            format!("malformed 200 body, {what}"),
+            cmd,
+            vec![rule(method, prefix, 0, body(b.to_vec()))],
+            code,
+            msg,
+        );
+        c.no_put = method != "PUT";
+        v.push(c);
+    }
+    // Hostile work: secret storage asking for 4 billion PBKDF2 iterations.
+    v.push(case(
+        "secret storage asking for 4,000,000,000 PBKDF2 iterations",
+        CheckPhrase,
+        vec![
+            rule(
+                "GET",
+                format!("{ad}m.secret_storage.default_key"),
+                0,
+                body(&br#"{"key": "HOSTILE"}"#[..]),
+            ),
+            rule(
+                "GET",
+                format!("{ad}m.secret_storage.key.HOSTILE"),
+                0,
+                body(
+                    json!({
+                        "algorithm": "m.secret_storage.v1.aes-hmac-sha2",
+                        "passphrase": {"algorithm": "m.pbkdf2", "salt": "salt", "iterations": 4_000_000_000u32},
+                    })
+                    .to_string()
+                    .into_bytes(),
+                ),
+            ),
+        ],
+        13,
+        "more than the limit",
+    ));
+    // 6. A server that stalls: before answering, or in the middle of a body.
+    for (what, method, prefix, cmd, action) in [
+        (
+            "whoami",
+            "GET",
+            WHOAMI.to_string(),
+            Info,
+            Action::Stall(Duration::from_secs(30)),
+        ),
+        (
+            "the backup version",
+            "GET",
+            VERSION.to_string(),
+            UploadStore,
+            Action::Stall(Duration::from_secs(30)),
+        ),
+        (
+            "the backup's keys",
+            "GET",
+            KEYS.to_string(),
+            DownloadStore,
+            Action::Stall(Duration::from_secs(30)),
+        ),
+        (
+            "the keys upload",
+            "PUT",
+            KEYS.to_string(),
+            UploadStore,
+            Action::Stall(Duration::from_secs(30)),
+        ),
+        (
+            "account data",
+            "GET",
+            ad.clone(),
+            Check,
+            Action::Stall(Duration::from_secs(30)),
+        ),
+        (
+            "the middle of the backup's keys",
+            "GET",
+            KEYS.to_string(),
+            DownloadStore,
+            Action::StallMidBody(Duration::from_secs(30)),
+        ),
+        (
+            "the middle of the backup version",
+            "GET",
+            VERSION.to_string(),
+            Info,
+            Action::StallMidBody(Duration::from_secs(30)),
+        ),
+    ] {
+        let mut c = case(
+            format!("stall in {what}"),
+            cmd,
+            vec![rule(method, prefix, 0, action)],
+            15,
+            "cannot reach the homeserver",
+        );
+        c.no_put = method != "PUT";
+        v.push(c);
+    }
+    v
+}
+
+#[test]
+fn hostile_server_cases() {
+    let Some(hs) = support::synapse::homeserver() else {
+        return;
+    };
+    let w = World::new(&hs);
+    let rows_before = store_rows(&w.env.store());
+    let server_before = w.server_state();
+    assert_eq!(server_before.0, w.v2);
+    assert_eq!(server_before.2.len(), 8);
+
+    // Control: an honest proxy changes nothing about the outcome.
+    {
+        let proxy = FaultProxy::start(&hs.base);
+        let out = w.env.path("out-control");
+        std::fs::create_dir_all(&out).unwrap();
+        let r = run(&w.env, &w.args(Cmd::Status, &proxy.url(), &out), &out);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+
+    let all = cases(&w);
+    let mut failures = Vec::new();
+    let mut puts_checked = 0;
+    let mut slowest = Duration::ZERO;
+    let mut largest = 0u64;
+    // MXKEYS_HOSTILE_ONLY=substring runs only the matching cases, at -vv (to investigate one).
+    let only = std::env::var("MXKEYS_HOSTILE_ONLY").ok();
+    for (i, c) in all.iter().enumerate() {
+        if only.as_ref().is_some_and(|o| !c.name.contains(o.as_str())) {
+            continue;
+        }
+        let proxy = FaultProxy::start(&hs.base);
+        for r in &c.rules {
+            proxy.rule(r.method, &r.prefix, r.nth, r.action.clone());
+        }
+        let out = w.env.path(&format!("out-{i:02}"));
+        std::fs::create_dir_all(&out).unwrap();
+        let mut args = w.args(c.cmd, &proxy.url(), &out);
+        if only.is_some() {
+            args.insert(0, "-vv".into());
+        }
+        let r = run(&w.env, &args, &out);
+        if only.is_some() {
+            eprintln!(
+                "#{i} {} ({:?}) {:?}:\n{}",
+                c.name, c.cmd, r.elapsed, r.stderr
+            );
+        }
+        let mut p = Vec::new();
+        if r.code == 101 || r.stderr.contains("panicked") {
+            p.push("PANIC".to_string());
+        }
+        if r.code != c.code {
+            p.push(format!("exit {} (expected {})", r.code, c.code));
+        }
+        let errs: Vec<&str> = r
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("mxkeys: error:"))
+            .collect();
+        let hints = r.stderr.lines().filter(|l| l.starts_with("hint:")).count();
+        if errs.len() != 1 || hints != 1 {
+            p.push(format!("{} error lines, {hints} hint lines", errs.len()));
+        } else if !errs[0].contains(c.message) {
+            p.push(format!("error line lacks {:?}", c.message));
+        }
+        if !r.stdout.is_empty() {
+            p.push(format!("stdout: {}", r.stdout));
+        }
+        if r.elapsed > CASE_TIME {
+            p.push(format!("took {:?}", r.elapsed));
+        }
+        if r.max_rss_kb > CASE_RSS_KB {
+            p.push(format!("max RSS {} KiB", r.max_rss_kb));
+        }
+        if r.stderr.contains('\u{1b}') {
+            p.push("a raw escape character reached stderr".into());
+        }
+        // No key encrypted to anything but the user's own key; most cases send nothing.
+        let puts: Vec<_> = proxy
+            .seen()
+            .into_iter()
+            .filter(|s| s.method == "PUT" && s.path.starts_with(KEYS))
+            .collect();
+        if c.no_put && !puts.is_empty() {
+            p.push(format!("{} PUTs of keys reached the server", puts.len()));
+        }
+        if puts.len() > 1 && c.code == 11 {
+            p.push(format!(
+                "a refused upload was retried ({} PUTs)",
+                puts.len()
+            ));
+        }
+        for s in &puts {
+            match check_put_body(&w, &s.path, &s.request) {
+                Ok(n) => puts_checked += n,
+                Err(e) => p.push(e),
+            }
+        }
+        let left: Vec<_> = std::fs::read_dir(&out).unwrap().collect();
+        if !left.is_empty() {
+            p.push(format!("{} files left in the output directory", left.len()));
+        }
+        if store_rows(&w.env.store()) != rows_before {
+            p.push("the store changed".into());
+        }
+        if w.server_state() != server_before {
+            p.push("the backup on Synapse changed".into());
+        }
+        if !p.is_empty() {
+            failures.push(format!(
+                "#{i} {} ({:?}): {}\n    stderr: {}",
+                c.name,
+                c.cmd,
+                p.join("; "),
+                r.stderr.trim().replace('\n', "\n            ")
+            ));
+        }
+        slowest = slowest.max(r.elapsed);
+        largest = largest.max(r.max_rss_kb);
+    }
+    println!(
+        "hostile server: {} cases; slowest {:.2} s; largest max RSS {largest} KiB; {puts_checked} uploaded keys checked against the user's key",
+        all.len(),
+        slowest.as_secs_f64()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        all.len(),
+        failures.join("\n")
+    );
+
+    // After all that, an honest upload through the proxy still works, and what it sends
+    // decrypts with the user's key only.
+    let proxy = FaultProxy::start(&hs.base);
+    let out = w.env.path("out-final");
+    std::fs::create_dir_all(&out).unwrap();
+    let r = run(&w.env, &w.args(Cmd::UploadStore, &proxy.url(), &out), &out);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut sent = 0;
+    for s in proxy.seen() {
+        if s.method == "PUT" && s.path.starts_with(KEYS) {
+            sent += check_put_body(&w, &s.path, &s.request).unwrap();
+        }
+    }
+    assert_eq!(sent, 3, "element-three's sessions");
+    assert_eq!(w.api.count(&w.v2), 11);
+    assert_eq!(w.api.count(&w.v1), 3);
+}
