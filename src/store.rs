@@ -622,6 +622,17 @@ impl Store {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
+    /// Number of rooms with sessions matching `filter` (reads no key).
+    pub fn count_rooms(&self, filter: &Filter) -> StoreResult<u64> {
+        let (clause, args) = where_clause(filter);
+        let n: i64 = self.conn.query_row(
+            &format!("SELECT COUNT(DISTINCT room_id) FROM sessions{clause}"),
+            params_from_iter(args.iter()),
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
     /// Number of sessions matching `filter` (reads no key).
     pub fn count(&self, filter: &Filter) -> StoreResult<u64> {
         let (clause, args) = where_clause(filter);
@@ -633,18 +644,34 @@ impl Store {
         Ok(n as u64)
     }
 
-    /// Read every session matching `filter`, in (room, session) order, in batches; unsealing
-    /// runs in parallel. Returns the number of sessions read.
+    /// Read every session matching `filter` (see [`Store::for_each_batch`] for the order).
+    /// Returns the number of sessions read.
     pub fn for_each_session(
         &self,
         filter: &Filter,
         f: &mut dyn FnMut(ExportedSession) -> crate::Result<()>,
     ) -> crate::Result<u64> {
+        self.for_each_batch(filter, &mut |batch| batch.into_iter().try_for_each(&mut *f))
+    }
+
+    /// Read every session matching `filter`, in batches unsealed in parallel: all of them in
+    /// the order they were stored (a sequential scan), a filtered set in (room, session) order
+    /// through the index. Returns the number of sessions read.
+    pub fn for_each_batch(
+        &self,
+        filter: &Filter,
+        f: &mut dyn FnMut(Vec<ExportedSession>) -> crate::Result<()>,
+    ) -> crate::Result<u64> {
         let (clause, args) = where_clause(filter);
+        let order = if clause.is_empty() {
+            "id"
+        } else {
+            "room_id, session_id"
+        };
         let mut st = self
             .conn
             .prepare(&format!(
-                "SELECT room_id, session_id, data FROM sessions{clause} ORDER BY room_id, session_id"
+                "SELECT room_id, session_id, data FROM sessions{clause} ORDER BY {order}"
             ))
             .map_err(StoreError::from)?;
         let mut rows = st
@@ -664,15 +691,13 @@ impl Store {
             }
             if batch.len() == BATCH || (end && !batch.is_empty()) {
                 let sealer = &self.sealer;
-                let opened: Vec<StoreResult<ExportedSession>> = batch
+                let opened: Vec<ExportedSession> = batch
                     .par_iter()
                     .map(|(room, sid, data)| open_row(sealer, room, sid, data))
-                    .collect();
+                    .collect::<StoreResult<_>>()?;
                 batch.clear();
-                for s in opened {
-                    f(s?)?;
-                    n += 1;
-                }
+                n += opened.len() as u64;
+                f(opened)?;
             }
             if end {
                 break;

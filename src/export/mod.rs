@@ -491,6 +491,25 @@ impl<W: Write> SessionWriter<W> {
         Ok(())
     }
 
+    /// Append many sessions, serialising them in parallel.
+    pub fn push_all(&mut self, sessions: &[ExportedSession]) -> Result<()> {
+        use rayon::prelude::*;
+        let jsons: Vec<Zeroizing<Vec<u8>>> = sessions.par_iter().map(|s| s.to_json()).collect();
+        for j in &jsons {
+            if self.count > 0 {
+                self.buf.push(b',');
+            }
+            self.buf.extend_from_slice(j);
+            self.count += 1;
+            if self.buf.len() >= 64 * 1024 {
+                self.inner.write_plaintext(&self.buf)?;
+                self.buf.iter_mut().for_each(|b| *b = 0);
+                self.buf.clear();
+            }
+        }
+        Ok(())
+    }
+
     /// Sessions written so far.
     pub fn count(&self) -> u64 {
         self.count

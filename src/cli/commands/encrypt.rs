@@ -42,9 +42,10 @@ pub fn run(ctx: &Context<'_>, a: EncryptArgs) -> anyhow::Result<Code> {
     let mut rejections: Vec<Rejection> = Vec::new();
     let mut rejected = 0u64;
     let mut sink_fn = |batch: Vec<mxkeys::session::ParsedEntry>| -> mxkeys::Result<()> {
+        let mut valid = Vec::with_capacity(batch.len());
         for (index, r) in batch {
             match r {
-                Ok(s) => w.push(&s)?,
+                Ok(s) => valid.push(s),
                 Err(e) => {
                     rejected += 1;
                     if rejections.len() < MAX_LISTED {
@@ -57,7 +58,7 @@ pub fn run(ctx: &Context<'_>, a: EncryptArgs) -> anyhow::Result<Code> {
                 }
             }
         }
-        Ok(())
+        w.push_all(&valid)
     };
     let mut stream = SessionStream::new(mxkeys::Error::NotASessionArray, &mut sink_fn);
     let mut buf = zeroize::Zeroizing::new(vec![0u8; 256 * 1024]);

@@ -39,16 +39,10 @@ pub fn run(ctx: &Context<'_>, a: ExportArgs) -> anyhow::Result<Code> {
     let bar = ctx.ui.bar();
     let (mut w, rounds) = super::new_export(ctx, out, a.out.force, &a.write, &a.passphrase, false)?;
     bar.phase("exporting", n);
-    // Sessions come ordered by room, so counting room changes counts rooms.
-    let mut last_room = String::new();
-    let mut rooms = 0u64;
-    store.for_each_session(&filter, &mut |s| {
-        w.push(&s)?;
-        if s.room_id != last_room {
-            rooms += 1;
-            last_room.clone_from(&s.room_id);
-        }
-        bar.advance(1);
+    let rooms = store.count_rooms(&filter)?;
+    store.for_each_batch(&filter, &mut |batch| {
+        w.push_all(&batch)?;
+        bar.advance(batch.len() as u64);
         progress::check(&bar)
     })?;
     let written = w.count();

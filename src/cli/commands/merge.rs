@@ -72,9 +72,9 @@ pub fn run(ctx: &Context<'_>, a: MergeArgs) -> anyhow::Result<Code> {
     let mut w = SessionWriter::new(ExportWriter::new(sink, pass, rounds)?);
     let total = counts.imported;
     bar.phase("writing", total);
-    store.for_each_session(&Filter::default(), &mut |s| {
-        w.push(&s)?;
-        bar.advance(1);
+    store.for_each_batch(&Filter::default(), &mut |batch| {
+        w.push_all(&batch)?;
+        bar.advance(batch.len() as u64);
         progress::check(&bar)
     })?;
     let written = w.count();

@@ -103,11 +103,7 @@ impl Downloader<'_> {
                     }
                 })?;
             }
-            Target::File(w) => {
-                for s in &valid {
-                    w.push(s)?;
-                }
-            }
+            Target::File(w) => w.push_all(&valid)?,
         }
         Ok(())
     }
