@@ -584,42 +584,12 @@ impl Store {
 
     /// Facts about the store.
     pub fn info(&self) -> StoreResult<StoreInfo> {
-        let (sessions, rooms): (i64, i64) = self.conn.query_row(
-            "SELECT COUNT(*), COUNT(DISTINCT room_id) FROM sessions",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        Ok(StoreInfo {
-            path: self.dir.clone(),
-            protection: self.protection,
-            kdf_rounds: self.kdf_rounds,
-            sessions: sessions as u64,
-            rooms: rooms as u64,
-        })
+        info(&self.conn, &self.dir, self.protection, self.kdf_rounds)
     }
 
     /// Rooms and session counts (reads no key).
     pub fn list(&self, rooms: &[String]) -> StoreResult<Vec<RoomSummary>> {
-        let mut sql = String::from(
-            "SELECT room_id, COUNT(*), MIN(first_index), MAX(first_index) FROM sessions",
-        );
-        if !rooms.is_empty() {
-            sql.push_str(&format!(
-                " WHERE room_id IN ({})",
-                placeholders(rooms.len())
-            ));
-        }
-        sql.push_str(" GROUP BY room_id ORDER BY room_id");
-        let mut st = self.conn.prepare(&sql)?;
-        let rows = st.query_map(params_from_iter(rooms.iter()), |r| {
-            Ok(RoomSummary {
-                room_id: r.get(0)?,
-                sessions: r.get::<_, i64>(1)? as u64,
-                min_first_index: r.get::<_, i64>(2)? as u32,
-                max_first_index: r.get::<_, i64>(3)? as u32,
-            })
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        list(&self.conn, rooms)
     }
 
     /// Number of rooms with sessions matching `filter` (reads no key).

@@ -478,17 +478,7 @@ impl<W: Write> SessionWriter<W> {
 
     /// Append one session.
     pub fn push(&mut self, s: &ExportedSession) -> Result<()> {
-        if self.count > 0 {
-            self.buf.push(b',');
-        }
-        s.write_json(&mut self.buf);
-        self.count += 1;
-        if self.buf.len() >= 64 * 1024 {
-            self.inner.write_plaintext(&self.buf)?;
-            self.buf.iter_mut().for_each(|b| *b = 0);
-            self.buf.clear();
-        }
-        Ok(())
+        self.append(|buf| s.write_json(buf))
     }
 
     /// Append many sessions, serialising them in parallel.
@@ -496,16 +486,22 @@ impl<W: Write> SessionWriter<W> {
         use rayon::prelude::*;
         let jsons: Vec<Zeroizing<Vec<u8>>> = sessions.par_iter().map(|s| s.to_json()).collect();
         for j in &jsons {
-            if self.count > 0 {
-                self.buf.push(b',');
-            }
-            self.buf.extend_from_slice(j);
-            self.count += 1;
-            if self.buf.len() >= 64 * 1024 {
-                self.inner.write_plaintext(&self.buf)?;
-                self.buf.iter_mut().for_each(|b| *b = 0);
-                self.buf.clear();
-            }
+            self.append(|buf| buf.extend_from_slice(j))?;
+        }
+        Ok(())
+    }
+
+    /// Add one array element (written by `write`), flushing every 64 KiB.
+    fn append(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> Result<()> {
+        if self.count > 0 {
+            self.buf.push(b',');
+        }
+        write(&mut self.buf);
+        self.count += 1;
+        if self.buf.len() >= 64 * 1024 {
+            self.inner.write_plaintext(&self.buf)?;
+            self.buf.iter_mut().for_each(|b| *b = 0);
+            self.buf.clear();
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 
 use mxkeys::store::Access;
 
-use super::{Context, MergeLog, check_stdin_once, open_and_unlock, warn_entries};
+use super::{Context, MergeLog, check_stdin_once, open_and_unlock};
 use crate::cli::ImportArgs;
 use crate::cli::exit::Code;
 use crate::cli::secrets_in;
@@ -47,13 +47,7 @@ pub fn run(ctx: &Context<'_>, a: ImportArgs) -> anyhow::Result<Code> {
             "conflict_list": log.conflicts,
         }))?;
     } else {
-        warn_entries(
-            ctx.ui,
-            &log.rejections,
-            &log.conflicts,
-            rejected,
-            counts.conflicts,
-        );
+        log.warn(ctx.ui, counts.conflicts);
         ctx.ui.note(&format!(
             "Imported {} new sessions, improved {}, already held {}; rejected {}, conflicts {}.",
             counts.imported, counts.improved, counts.unchanged, rejected, counts.conflicts

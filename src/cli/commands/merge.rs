@@ -8,9 +8,7 @@ use mxkeys::progress::{self, Progress};
 use mxkeys::secret::Passphrase;
 use mxkeys::store::{Access, Filter, Store};
 
-use super::{
-    Context, MergeLog, Sink, check_stdin_once, open_and_unlock, output_label, warn_entries,
-};
+use super::{Context, MergeLog, Sink, check_stdin_once, open_and_unlock, output_label};
 use crate::cli::MergeArgs;
 use crate::cli::exit::Code;
 use crate::cli::secrets_in;
@@ -100,13 +98,7 @@ pub fn run(ctx: &Context<'_>, a: MergeArgs) -> anyhow::Result<Code> {
             ctx.ui.print_json(&v)?;
         }
     } else {
-        warn_entries(
-            ctx.ui,
-            &log.rejections,
-            &log.conflicts,
-            rejected,
-            counts.conflicts,
-        );
+        log.warn(ctx.ui, counts.conflicts);
         ctx.ui.note(&format!(
             "Merged {} files into {o}: {written} sessions ({} duplicates dropped, {} replaced by a better copy); rejected {rejected}, conflicts {}.",
             a.files.len(),

@@ -312,6 +312,17 @@ pub struct FileReport {
 }
 
 impl MergeLog {
+    /// Print the first rejections and conflicts as warnings (for humans).
+    pub fn warn(&self, ui: &Ui, conflicts: u64) {
+        warn_entries(
+            ui,
+            &self.rejections,
+            &self.conflicts,
+            self.rejected,
+            conflicts,
+        );
+    }
+
     /// Decrypt one unlocked file and merge its valid sessions into `tx`.
     pub fn merge_file(
         &mut self,
