@@ -480,8 +480,8 @@ fn cases(w: &World) -> Vec<Case> {
             0,
             swap_public_key(attacker_pub.clone()),
         )],
-        2,
-        "the backup's key is needed",
+        12,
+        "does not belong to backup version",
     ));
     v.push(case(
         "swapped public key, recovery-key check",

@@ -381,7 +381,9 @@ impl Client {
                     .or(retry_after_header),
                 reason: format!("HTTP 429 {errcode}"),
             },
-            500..=599 if idempotent || matches!(status, 502..=504) => Step::Retry {
+            // A request that is not safe to repeat is retried only on 503, which says the server
+            // did not act (a 502/504 from a proxy may hide a request the server carried out).
+            500..=599 if idempotent || status == 503 => Step::Retry {
                 wait: None,
                 reason: format!("HTTP {status} {errcode}: {message}"),
             },

@@ -339,15 +339,38 @@ pub fn cached_key(
     store: Option<&Store>,
     auth: &AuthData,
 ) -> anyhow::Result<Option<BackupDecryptionKey>> {
-    let Some(store) = store else { return Ok(None) };
+    Ok(match stored_key(store, auth)? {
+        Stored::Matches(k) => Some(k),
+        Stored::Other | Stored::None => None,
+    })
+}
+
+/// The backup key kept in the store, compared with a backup's public key.
+enum Stored {
+    /// It belongs to this backup.
+    Matches(BackupDecryptionKey),
+    /// There is one, for another backup (this one was replaced, or its key swapped).
+    Other,
+    /// None kept.
+    None,
+}
+
+fn stored_key(store: Option<&Store>, auth: &AuthData) -> anyhow::Result<Stored> {
+    let Some(store) = store else {
+        return Ok(Stored::None);
+    };
     let Some(bytes) = store.get_secret(BACKUP_KEY)? else {
-        return Ok(None);
+        return Ok(Stored::None);
     };
     let Ok(c) = serde_json::from_slice::<CachedKey>(&bytes) else {
-        return Ok(None);
+        return Ok(Stored::None);
     };
     let key = BackupDecryptionKey::from_base64(&c.private_key)?;
-    Ok(auth.matches_private_key(&key).then_some(key))
+    Ok(if auth.matches_private_key(&key) {
+        Stored::Matches(key)
+    } else {
+        Stored::Other
+    })
 }
 
 /// Remember a backup key in the store (sealed), so later runs need no secret.
@@ -386,11 +409,14 @@ pub fn backup_key(
     missing: Missing,
     stdin_is_data: bool,
 ) -> anyhow::Result<(BackupDecryptionKey, KeySource)> {
+    let mut stale = false;
     let given = match given_secret(ctx, secret, stdin_is_data)? {
         Some(s) => Some(s),
         None => {
-            if let Some(k) = cached_key(conn.store.as_ref(), auth)? {
-                return Ok((k, KeySource::Cached));
+            match stored_key(conn.store.as_ref(), auth)? {
+                Stored::Matches(k) => return Ok((k, KeySource::Cached)),
+                Stored::Other => stale = true,
+                Stored::None => {}
             }
             if ctx.ui.interactive {
                 Some(prompt_secret()?)
@@ -400,6 +426,27 @@ pub fn backup_key(
         }
     };
     let Some(given) = given else {
+        if stale {
+            // The key kept from an earlier run no longer fits: the backup was replaced, or
+            // the server now shows a public key that is not ours.
+            let what = format!(
+                "the backup key kept in the store does not belong to backup version {} (public key {}): the backup was replaced, or the server changed its key",
+                v.version,
+                mxkeys::session::sanitize(&auth.public_key)
+            );
+            return Err(match missing {
+                Missing::Usage => CliError::new(
+                    Code::WrongSecret,
+                    what,
+                    "check with `mxkeys backup info`; if the new backup is yours, give its Security Key, Security Phrase or recovery key",
+                ),
+                Missing::Untrusted => CliError::new(
+                    Code::Untrusted,
+                    format!("nothing was uploaded: {what}"),
+                    "check with `mxkeys backup info`; if the new backup is yours, give its key or pin it with --trust-public-key",
+                ),
+            });
+        }
         let flags = "--recovery-key-file, --recovery-key-fd, --security-phrase-file, --security-phrase-fd, MXKEYS_RECOVERY_KEY or MXKEYS_SECURITY_PHRASE";
         return Err(match missing {
             Missing::Usage => CliError::usage(
