@@ -21,12 +21,7 @@ pub fn run(ctx: &Context<'_>, a: ImportArgs) -> anyhow::Result<Code> {
     let (mut unlocked, _) =
         open_and_unlock(ctx, &a.files, &a.passphrase, &a.read, stdin_is_data, &bar)?;
     let mut log = MergeLog::default();
-    let mut files = Vec::new();
-    let mut tx = store.merge_tx()?;
-    for (label, u) in &mut unlocked {
-        files.push(log.merge_file(&mut tx, label, u, &bar)?);
-    }
-    let counts = tx.commit()?;
+    let (counts, files) = log.merge_files(&mut store, &mut unlocked, &bar)?;
     bar.finish();
 
     let rejected = log.rejected;

@@ -54,11 +54,7 @@ pub fn run(ctx: &Context<'_>, a: MergeArgs) -> anyhow::Result<Code> {
         .map_err(|(_, e)| e)?;
 
     let mut log = MergeLog::default();
-    let mut tx = store.merge_tx()?;
-    for (label, u) in &mut unlocked {
-        log.merge_file(&mut tx, label, u, &bar)?;
-    }
-    let counts = tx.commit()?;
+    let (counts, _) = log.merge_files(&mut store, &mut unlocked, &bar)?;
 
     let pass = match &new_pass {
         Some(p) => p,

@@ -23,7 +23,7 @@ use mxkeys::export::{ExportReader, ExportWriter, Limits, SessionWriter, Unlocked
 use mxkeys::fs::{AtomicFile, Overwrite};
 use mxkeys::progress::Progress;
 use mxkeys::secret::Passphrase;
-use mxkeys::store::{Access, Locked, MergeCounts, MergeTx, Outcome, Protection, Store, StoreError};
+use mxkeys::store::{Access, Locked, MergeCounts, Outcome, Protection, Store, StoreError};
 
 use super::GlobalArgs;
 use super::exit::{CliError, Code};
@@ -323,53 +323,107 @@ impl MergeLog {
         );
     }
 
-    /// Decrypt one unlocked file and merge its valid sessions into `tx`.
-    pub fn merge_file(
+    /// Decrypt the unlocked files and merge their valid sessions into `store`, in one
+    /// transaction: everything or nothing is committed.
+    ///
+    /// Two stages run side by side: this thread decrypts, parses and validates (in parallel
+    /// batches), while a writer thread seals and writes the previous batch to SQLite, which
+    /// is single-threaded.
+    pub fn merge_files(
         &mut self,
-        tx: &mut MergeTx<'_>,
-        label: &str,
-        u: &mut UnlockedExport<File>,
+        store: &mut Store,
+        files: &mut [Unlocked],
         progress: &dyn Progress,
-    ) -> anyhow::Result<FileReport> {
-        let mut fr = FileReport {
-            file: label.to_string(),
-            ..Default::default()
-        };
-        let n = u
-            .for_each_session_batch(progress, &mut |batch| {
-                let mut valid = Vec::with_capacity(batch.len());
-                for (index, r) in batch {
-                    match r {
-                        Ok(s) => valid.push(s),
-                        Err(e) => {
-                            fr.rejected += 1;
-                            if self.rejections.len() < MAX_LISTED {
-                                self.rejections.push(Rejection {
-                                    file: label.to_string(),
-                                    index,
-                                    reason: e.to_string(),
-                                });
-                            }
+    ) -> anyhow::Result<(MergeCounts, Vec<FileReport>)> {
+        enum Msg {
+            Batch(usize, Vec<mxkeys::session::ExportedSession>),
+            Commit,
+        }
+        let mut reports: Vec<FileReport> = files
+            .iter()
+            .map(|(label, _)| FileReport {
+                file: label.clone(),
+                ..Default::default()
+            })
+            .collect();
+        let labels: Vec<String> = files.iter().map(|(l, _)| l.clone()).collect();
+        std::thread::scope(|scope| -> anyhow::Result<(MergeCounts, Vec<FileReport>)> {
+            let (send, recv) = std::sync::mpsc::sync_channel::<Msg>(2);
+            let labels = &labels;
+            let writer = scope.spawn(
+                move || -> anyhow::Result<(MergeCounts, Vec<MergeCounts>, Vec<Conflict>)> {
+                    let mut tx = store.merge_tx()?;
+                    let mut per_file = vec![MergeCounts::default(); labels.len()];
+                    let mut conflicts = Vec::new();
+                    for msg in recv {
+                        match msg {
+                            Msg::Batch(f, batch) => tx.merge_batch(batch, &mut |s, o| {
+                                per_file[f].add(o);
+                                if o == Outcome::Conflict && conflicts.len() < MAX_LISTED {
+                                    conflicts.push(Conflict {
+                                        file: labels[f].clone(),
+                                        room_id: s.room_id.clone(),
+                                        session_id: s.session_id.clone(),
+                                    });
+                                }
+                            })?,
+                            Msg::Commit => return Ok((tx.commit()?, per_file, conflicts)),
                         }
                     }
+                    // The reader stopped without asking to commit: roll back (tx is dropped).
+                    Ok((MergeCounts::default(), per_file, conflicts))
+                },
+            );
+            let mut read_all = || -> anyhow::Result<()> {
+                for (f, (label, u)) in files.iter_mut().enumerate() {
+                    let fr = &mut reports[f];
+                    let n = u
+                        .for_each_session_batch(progress, &mut |batch| {
+                            let mut valid = Vec::with_capacity(batch.len());
+                            for (index, r) in batch {
+                                match r {
+                                    Ok(s) => valid.push(s),
+                                    Err(e) => {
+                                        fr.rejected += 1;
+                                        if self.rejections.len() < MAX_LISTED {
+                                            self.rejections.push(Rejection {
+                                                file: label.clone(),
+                                                index,
+                                                reason: e.to_string(),
+                                            });
+                                        }
+                                    }
+                                }
+                            }
+                            // A closed channel means the writer failed; its error is reported.
+                            send.send(Msg::Batch(f, valid))
+                                .map_err(|_| mxkeys::Error::Interrupted)
+                        })
+                        .map_err(|e| anyhow::Error::new(e).context(label.clone()))?;
+                    fr.entries = n;
+                    self.rejected += fr.rejected;
                 }
-                let conflicts = &mut self.conflicts;
-                tx.merge_batch(valid, &mut |s, o| {
-                    fr.counts.add(o);
-                    if o == Outcome::Conflict && conflicts.len() < MAX_LISTED {
-                        conflicts.push(Conflict {
-                            file: label.to_string(),
-                            room_id: s.room_id.clone(),
-                            session_id: s.session_id.clone(),
-                        });
-                    }
-                })?;
+                send.send(Msg::Commit)
+                    .map_err(|_| mxkeys::Error::Interrupted)?;
                 Ok(())
-            })
-            .map_err(|e| anyhow::Error::new(e).context(label.to_string()))?;
-        fr.entries = n;
-        self.rejected += fr.rejected;
-        Ok(fr)
+            };
+            let read = read_all();
+            drop(send);
+            let written = writer
+                .join()
+                .map_err(|_| anyhow::anyhow!("the store writer thread failed"))?;
+            // The writer's own error explains a closed channel better than the reader's.
+            let (counts, per_file, conflicts) = match (read, written) {
+                (Ok(()), Ok(w)) => w,
+                (_, Err(e)) => return Err(e),
+                (Err(e), Ok(_)) => return Err(e),
+            };
+            for (r, c) in reports.iter_mut().zip(per_file) {
+                r.counts = c;
+            }
+            self.conflicts = conflicts;
+            Ok((counts, std::mem::take(&mut reports)))
+        })
     }
 }
 
