@@ -8,6 +8,11 @@
 //! passphrase fails before any row is read. Room ids, session ids, sender keys and first known
 //! indexes are stored in the clear so that listing and filtering need no key.
 //!
+//! Layout: `sessions` holds one small row of metadata per session, found through an index on
+//! an 8-byte hash of (room id, session id); the sealed session itself lives in `session_data`
+//! under the same row id. Listing and filtering read only the metadata; the index stays small
+//! enough to be cached, so imports stay linear in the number of sessions.
+//!
 //! Writers hold an exclusive lock on `lock` in the store directory for their whole run, so
 //! two writers never interleave (the second gets [`StoreError::Busy`]); readers rely on
 //! SQLite's WAL snapshots. Every import is one SQLite transaction.
@@ -450,15 +455,15 @@ impl Store {
                 "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
                  CREATE TABLE sessions (
                      id INTEGER PRIMARY KEY,
+                     key_hash INTEGER NOT NULL,
                      room_id TEXT NOT NULL,
                      session_id TEXT NOT NULL,
                      first_index INTEGER NOT NULL,
                      sender_key TEXT NOT NULL,
-                     data BLOB NOT NULL,
-                     updated_at INTEGER NOT NULL,
-                     UNIQUE (room_id, session_id)
+                     updated_at INTEGER NOT NULL
                  );
-                 CREATE INDEX sessions_by_session_id ON sessions (session_id);
+                 CREATE INDEX sessions_by_key ON sessions (key_hash);
+                 CREATE TABLE session_data (id INTEGER PRIMARY KEY, data BLOB NOT NULL);
                  CREATE TABLE secrets (name TEXT PRIMARY KEY, data BLOB NOT NULL, updated_at INTEGER NOT NULL);",
             )?;
             let put = |k: &str, v: rusqlite::types::Value| {
@@ -634,14 +639,14 @@ impl Store {
     ) -> crate::Result<u64> {
         let (clause, args) = where_clause(filter);
         let order = if clause.is_empty() {
-            "id"
+            "s.id"
         } else {
-            "room_id, session_id"
+            "s.room_id, s.session_id"
         };
         let mut st = self
             .conn
             .prepare(&format!(
-                "SELECT room_id, session_id, data FROM sessions{clause} ORDER BY {order}"
+                "SELECT s.room_id, s.session_id, d.data FROM sessions s JOIN session_data d ON d.id = s.id{clause} ORDER BY {order}"
             ))
             .map_err(StoreError::from)?;
         let mut rows = st
@@ -834,12 +839,37 @@ fn get_row(
     room_id: &str,
     session_id: &str,
 ) -> StoreResult<Option<ExportedSession>> {
-    let data: Option<Vec<u8>> = conn
-        .prepare_cached("SELECT data FROM sessions WHERE room_id = ?1 AND session_id = ?2")?
-        .query_row(params![room_id, session_id], |r| r.get(0))
+    Ok(find_row(conn, sealer, room_id, session_id)?.map(|(_, s)| s))
+}
+
+/// A session's row id and content, found through the 8-byte key hash.
+fn find_row(
+    conn: &Connection,
+    sealer: &Sealer,
+    room_id: &str,
+    session_id: &str,
+) -> StoreResult<Option<(i64, ExportedSession)>> {
+    let row: Option<(i64, Vec<u8>)> = conn
+        .prepare_cached(
+            "SELECT s.id, d.data FROM sessions s JOIN session_data d ON d.id = s.id
+             WHERE s.key_hash = ?1 AND s.room_id = ?2 AND s.session_id = ?3",
+        )?
+        .query_row(
+            params![key_hash(room_id, session_id), room_id, session_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .optional()?;
-    data.map(|d| open_row(sealer, room_id, session_id, &d))
+    row.map(|(id, d)| open_row(sealer, room_id, session_id, &d).map(|s| (id, s)))
         .transpose()
+}
+
+/// The indexed lookup key of a session: 64 bits of SHA-256(room id, NUL, session id).
+///
+/// The index on it stays small (8 bytes an entry) however large the store grows, so imports
+/// stay linear; it is not unique, and lookups check the ids themselves.
+fn key_hash(room_id: &str, session_id: &str) -> i64 {
+    let k = crate::sync::pair_key(room_id, session_id);
+    i64::from_be_bytes([k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7]])
 }
 
 fn now() -> i64 {
@@ -880,43 +910,50 @@ impl MergeTx<'_> {
                     .seal(&row_aad(&s.room_id, &s.session_id), &s.to_json())
             })
             .collect::<StoreResult<_>>()?;
-        // 2. In order: insert when new (one statement, no lookup first); otherwise compare with
-        //    the held copy and replace it when better. Earlier copies in this batch are already
-        //    in the transaction, so a duplicate is compared with the best copy so far.
+        // 2. In order: look the session up by its key hash (a small, cached index); insert it
+        //    when new, otherwise compare with the held copy and replace it when better. Earlier
+        //    copies in this batch are already in the transaction, so a duplicate is compared
+        //    with the best copy so far.
         let t = now();
         let mut outcomes = Vec::with_capacity(sessions.len());
         {
             let mut ins = self.tx.prepare_cached(
-                "INSERT INTO sessions (room_id, session_id, first_index, sender_key, data, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (room_id, session_id) DO NOTHING",
+                "INSERT INTO sessions (key_hash, room_id, session_id, first_index, sender_key, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
+            let mut ins_data = self
+                .tx
+                .prepare_cached("INSERT INTO session_data (id, data) VALUES (?1, ?2)")?;
             let mut upd = self.tx.prepare_cached(
-                "UPDATE sessions SET first_index = ?3, sender_key = ?4, data = ?5, updated_at = ?6
-                 WHERE room_id = ?1 AND session_id = ?2",
+                "UPDATE sessions SET first_index = ?2, sender_key = ?3, updated_at = ?4 WHERE id = ?1",
             )?;
+            let mut upd_data = self
+                .tx
+                .prepare_cached("UPDATE session_data SET data = ?2 WHERE id = ?1")?;
             for (s, data) in sessions.iter().zip(&sealed) {
-                let args = params![
-                    s.room_id,
-                    s.session_id,
-                    i64::from(s.first_known_index()),
-                    s.sender_key,
-                    data,
-                    t
-                ];
-                let ordering = if ins.execute(args)? == 1 {
-                    None
-                } else {
-                    get_row(&self.tx, self.sealer, &s.room_id, &s.session_id)?
-                        .map(|held| s.compare_to(&held))
-                };
-                let outcome = match ordering {
-                    None => Outcome::Imported,
-                    Some(Ordering::Better) => {
-                        upd.execute(args)?;
-                        Outcome::Improved
+                let index = i64::from(s.first_known_index());
+                let outcome = match find_row(&self.tx, self.sealer, &s.room_id, &s.session_id)? {
+                    None => {
+                        ins.execute(params![
+                            key_hash(&s.room_id, &s.session_id),
+                            s.room_id,
+                            s.session_id,
+                            index,
+                            s.sender_key,
+                            t
+                        ])?;
+                        ins_data.execute(params![self.tx.last_insert_rowid(), data])?;
+                        Outcome::Imported
                     }
-                    Some(Ordering::Equal | Ordering::Worse) => Outcome::Unchanged,
-                    Some(Ordering::Unconnected) => Outcome::Conflict,
+                    Some((id, held)) => match s.compare_to(&held) {
+                        Ordering::Better => {
+                            upd.execute(params![id, index, s.sender_key, t])?;
+                            upd_data.execute(params![id, data])?;
+                            Outcome::Improved
+                        }
+                        Ordering::Equal | Ordering::Worse => Outcome::Unchanged,
+                        Ordering::Unconnected => Outcome::Conflict,
+                    },
                 };
                 outcomes.push(outcome);
             }

@@ -1805,7 +1805,7 @@ fn store_rows(store: &Path) -> Vec<String> {
     .unwrap();
     let mut rows = Vec::new();
     for sql in [
-        "SELECT room_id || '|' || session_id || '|' || first_index || '|' || sender_key || '|' || hex(data) || '|' || updated_at FROM sessions ORDER BY id",
+        "SELECT s.key_hash || '|' || s.room_id || '|' || s.session_id || '|' || s.first_index || '|' || s.sender_key || '|' || hex(d.data) || '|' || s.updated_at FROM sessions s JOIN session_data d ON d.id = s.id ORDER BY s.id",
         "SELECT name || '|' || hex(data) || '|' || updated_at FROM secrets ORDER BY name",
         "SELECT key || '|' || hex(value) FROM meta ORDER BY key",
     ] {

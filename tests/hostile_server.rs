@@ -342,7 +342,7 @@ fn store_rows(store: &Path) -> Vec<String> {
     .unwrap();
     let mut rows = Vec::new();
     for sql in [
-        "SELECT room_id || '|' || session_id || '|' || first_index || '|' || hex(data) FROM sessions ORDER BY id",
+        "SELECT s.room_id || '|' || s.session_id || '|' || s.first_index || '|' || hex(d.data) FROM sessions s JOIN session_data d ON d.id = s.id ORDER BY s.id",
         "SELECT name || '|' || hex(data) FROM secrets ORDER BY name",
     ] {
         let mut st = conn.prepare(sql).unwrap();
