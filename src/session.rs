@@ -772,17 +772,74 @@ pub type ParsedEntry = (usize, Result<ExportedSession, SessionError>);
 /// Entries parsed together, in parallel.
 pub const PARSE_BATCH: usize = 2048;
 
+/// Raw elements of one batch, and those that were too large to keep.
+struct RawBatch {
+    elements: Vec<(usize, Zeroizing<Vec<u8>>)>,
+    oversized: Vec<(usize, u64)>,
+}
+
+/// One batch after parsing.
+type ParsedBatch = (Vec<(usize, Result<ExportedSession, EntryError>)>, Vec<(usize, u64)>);
+
+/// The background parser: validates one batch (in parallel) while the caller splits the next
+/// and hands the previous one to its sink.
+struct Parser {
+    to: Option<std::sync::mpsc::SyncSender<RawBatch>>,
+    from: Option<std::sync::mpsc::Receiver<ParsedBatch>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Parser {
+    fn start() -> Parser {
+        use rayon::prelude::*;
+        let (to, raw_rx) = std::sync::mpsc::sync_channel::<RawBatch>(1);
+        let (parsed_tx, from) = std::sync::mpsc::sync_channel::<ParsedBatch>(1);
+        let thread = std::thread::spawn(move || {
+            for raw in raw_rx {
+                let parsed = raw
+                    .elements
+                    .par_iter()
+                    .map(|(i, b)| (*i, ExportedSession::from_json(b)))
+                    .collect();
+                if parsed_tx.send((parsed, raw.oversized)).is_err() {
+                    break;
+                }
+            }
+        });
+        Parser {
+            to: Some(to),
+            from: Some(from),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Parser {
+    fn drop(&mut self) {
+        // Closing both channels ends the thread's loop, wherever it is.
+        self.to = None;
+        self.from = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Turns a stream of JSON-array bytes into batches of validated sessions.
 ///
-/// Elements are buffered [`PARSE_BATCH`] at a time and validated in parallel (Ed25519 point
-/// checks dominate), then handed to the sink in array order. A syntax error anywhere makes
-/// the whole input unusable: `not_array` builds the error for it.
+/// Elements are buffered [`PARSE_BATCH`] at a time and validated in parallel on a background
+/// thread (Ed25519 point checks dominate), then handed to the sink in array order; while one
+/// batch is validated, the caller goes on splitting the next and the sink handles the one
+/// before. A syntax error anywhere makes the whole input unusable: `not_array` builds the
+/// error for it.
 pub struct SessionStream<'f> {
     splitter: crate::export::ArraySplitter,
     pending: Vec<(usize, Zeroizing<Vec<u8>>)>,
     oversized: Vec<(usize, u64)>,
     sink: &'f mut dyn FnMut(Vec<ParsedEntry>) -> crate::Result<()>,
     not_array: fn(String) -> crate::Error,
+    parser: Parser,
+    in_flight: bool,
 }
 
 impl std::fmt::Debug for SessionStream<'_> {
@@ -803,6 +860,8 @@ impl<'f> SessionStream<'f> {
             oversized: Vec::new(),
             sink,
             not_array,
+            parser: Parser::start(),
+            in_flight: false,
         }
     }
 
@@ -832,18 +891,33 @@ impl<'f> SessionStream<'f> {
         Ok(())
     }
 
+    /// Send the buffered elements to the parser, and hand the batch before to the sink.
     fn flush(&mut self) -> crate::Result<()> {
-        use rayon::prelude::*;
         if self.pending.is_empty() && self.oversized.is_empty() {
             return Ok(());
         }
-        let parsed: Vec<(usize, Result<ExportedSession, EntryError>)> = self
-            .pending
-            .par_iter()
-            .map(|(i, b)| (*i, ExportedSession::from_json(b)))
-            .collect();
-        self.pending.clear();
-        let mut out: Vec<ParsedEntry> = Vec::with_capacity(parsed.len() + self.oversized.len());
+        let raw = RawBatch {
+            elements: std::mem::replace(&mut self.pending, Vec::with_capacity(PARSE_BATCH)),
+            oversized: std::mem::take(&mut self.oversized),
+        };
+        let sent = self.parser.to.as_ref().map(|t| t.send(raw).is_ok());
+        if sent != Some(true) {
+            return Err(crate::Error::Interrupted);
+        }
+        if self.in_flight {
+            self.deliver()?;
+        }
+        self.in_flight = true;
+        Ok(())
+    }
+
+    /// Receive the oldest batch from the parser and hand it to the sink.
+    fn deliver(&mut self) -> crate::Result<()> {
+        let Some(Ok((parsed, oversized))) = self.parser.from.as_ref().map(|f| f.recv()) else {
+            return Err(crate::Error::Interrupted);
+        };
+        self.in_flight = false;
+        let mut out: Vec<ParsedEntry> = Vec::with_capacity(parsed.len() + oversized.len());
         for (i, r) in parsed {
             match r {
                 Ok(s) => out.push((i, Ok(s))),
@@ -853,7 +927,7 @@ impl<'f> SessionStream<'f> {
                 }
             }
         }
-        for (i, size) in self.oversized.drain(..) {
+        for (i, size) in oversized {
             out.push((i, Err(SessionError::TooLarge(size))));
         }
         out.sort_by_key(|(i, _)| *i);
@@ -863,6 +937,9 @@ impl<'f> SessionStream<'f> {
     /// End of input: flush the last batch; returns the number of entries.
     pub fn finish(mut self) -> crate::Result<usize> {
         self.flush()?;
+        if self.in_flight {
+            self.deliver()?;
+        }
         self.splitter
             .finish()
             .map_err(|e| (self.not_array)(format!("not a JSON array: {e}")))
