@@ -779,7 +779,10 @@ struct RawBatch {
 }
 
 /// One batch after parsing.
-type ParsedBatch = (Vec<(usize, Result<ExportedSession, EntryError>)>, Vec<(usize, u64)>);
+type ParsedBatch = (
+    Vec<(usize, Result<ExportedSession, EntryError>)>,
+    Vec<(usize, u64)>,
+);
 
 /// The background parser: validates one batch (in parallel) while the caller splits the next
 /// and hands the previous one to its sink.
