@@ -20,6 +20,7 @@ pub fn run(ctx: &Context<'_>, a: ExportArgs) -> anyhow::Result<Code> {
     let filter = Filter {
         rooms: a.rooms.clone(),
         sessions: a.sessions.clone(),
+        ..Filter::default()
     };
     let n = store.count(&filter)?;
     if n == 0 {

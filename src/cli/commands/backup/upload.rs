@@ -256,14 +256,20 @@ pub fn run(ctx: &Context<'_>, a: BackupUploadArgs) -> anyhow::Result<Code> {
         bar.phase("uploading", n);
         let mut err: Option<anyhow::Error> = None;
         store
-            .for_each_session(&Filter::default(), &mut |s| {
-                bar.advance(1);
-                progress::check(&bar)?;
-                up.push(s).map_err(|e| {
-                    err = Some(e);
-                    mxkeys::Error::Interrupted
-                })
-            })
+            .for_each_session(
+                &Filter {
+                    by_room: true,
+                    ..Filter::default()
+                },
+                &mut |s| {
+                    bar.advance(1);
+                    progress::check(&bar)?;
+                    up.push(s).map_err(|e| {
+                        err = Some(e);
+                        mxkeys::Error::Interrupted
+                    })
+                },
+            )
             .map_err(|e| err.take().unwrap_or_else(|| e.into()))?;
     }
     let result = up.finish();
