@@ -121,6 +121,11 @@ print(f"OpenSSL PKCS5_PBKDF2_HMAC via hashlib: median {t[2]:.4f} s (min {t[0]:.4
 PY
 cargo bench --quiet --bench micro -- pbkdf2 2>/dev/null | tee "$work/pbkdf2-criterion.txt" | grep -E "time:" | head -1 >> "$results/pbkdf2.txt" || true
 cat "$results/pbkdf2.txt"
+# What OpenSSL's assembly reaches when each block depends on the previous one, as in PBKDF2
+# (needs libssl-dev for the header).
+if [ -f /usr/include/openssl/sha.h ]; then
+  cc -O2 bench/c/sha512_chain.c -o "$work/sha512_chain" -lcrypto && "$work/sha512_chain" | tee "$results/sha512-chain.txt"
+fi
 
 if [ "${BENCH_SKIP_SYNAPSE:-0}" != 1 ]; then
   echo "== upload and download of 100000 keys against a local Synapse"
