@@ -770,7 +770,7 @@ mod tests {
 pub type ParsedEntry = (usize, Result<ExportedSession, SessionError>);
 
 /// Entries parsed together, in parallel.
-pub const PARSE_BATCH: usize = 2048;
+pub const PARSE_BATCH: usize = 512;
 
 /// Raw elements of one batch, and those that were too large to keep.
 struct RawBatch {

@@ -481,12 +481,10 @@ impl<W: Write> SessionWriter<W> {
         self.append(|buf| s.write_json(buf))
     }
 
-    /// Append many sessions, serialising them in parallel.
+    /// Append many sessions, in order.
     pub fn push_all(&mut self, sessions: &[ExportedSession]) -> Result<()> {
-        use rayon::prelude::*;
-        let jsons: Vec<Zeroizing<Vec<u8>>> = sessions.par_iter().map(|s| s.to_json()).collect();
-        for j in &jsons {
-            self.append(|buf| buf.extend_from_slice(j))?;
+        for s in sessions {
+            self.append(|buf| s.write_json(buf))?;
         }
         Ok(())
     }
@@ -518,6 +516,91 @@ impl<W: Write> SessionWriter<W> {
         let inner = std::mem::replace(&mut self.buf, Zeroizing::new(Vec::new()));
         drop(inner);
         self.inner.finish()
+    }
+}
+
+/// A [`SessionWriter`] on a thread of its own: serialising, encrypting and writing a batch
+/// overlap with whatever produces the next one (reading and validating an input file,
+/// unsealing rows from the store). At most two batches wait between the two threads.
+///
+/// Dropping it without [`finish`](Self::finish) stops the thread and drops the inner writer
+/// unfinished (an atomic output file is then never committed).
+pub struct ThreadedSessionWriter<W: Write + Send + 'static> {
+    to: Option<std::sync::mpsc::SyncSender<Vec<ExportedSession>>>,
+    thread: Option<std::thread::JoinHandle<Result<SessionWriter<W>>>>,
+    count: u64,
+}
+
+impl<W: Write + Send + 'static> std::fmt::Debug for ThreadedSessionWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreadedSessionWriter")
+            .field("count", &self.count)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W: Write + Send + 'static> ThreadedSessionWriter<W> {
+    /// Start the array and the writing thread.
+    pub fn new(inner: ExportWriter<W>) -> Self {
+        let (to, from) = std::sync::mpsc::sync_channel::<Vec<ExportedSession>>(2);
+        let thread = std::thread::spawn(move || {
+            let mut w = SessionWriter::new(inner);
+            for batch in from {
+                w.push_all(&batch)?;
+            }
+            Ok(w)
+        });
+        ThreadedSessionWriter {
+            to: Some(to),
+            thread: Some(thread),
+            count: 0,
+        }
+    }
+
+    /// Queue a batch (blocks while two batches are already waiting).
+    pub fn push_all(&mut self, sessions: Vec<ExportedSession>) -> Result<()> {
+        let n = sessions.len() as u64;
+        let sent = self.to.as_ref().map(|t| t.send(sessions).is_ok());
+        if sent != Some(true) {
+            // The thread stopped: it failed, and its error is the one to report.
+            return Err(match self.join() {
+                Err(e) => e,
+                Ok(_) => Error::Interrupted,
+            });
+        }
+        self.count += n;
+        Ok(())
+    }
+
+    /// Sessions queued so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    fn join(&mut self) -> Result<SessionWriter<W>> {
+        self.to = None;
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(r)) => r,
+            // The writing thread panicked (a bug): report it rather than unwind twice.
+            Some(Err(_)) => Err(Error::io(
+                "writing the export file",
+                std::io::Error::other("the writing thread stopped unexpectedly"),
+            )),
+            None => Err(Error::Interrupted),
+        }
+    }
+
+    /// Wait for every queued batch, then close the array and the file.
+    pub fn finish(mut self) -> Result<W> {
+        self.join()?.finish()
+    }
+}
+
+impl<W: Write + Send + 'static> Drop for ThreadedSessionWriter<W> {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            let _ = self.join();
+        }
     }
 }
 
@@ -673,5 +756,90 @@ mod tests {
         };
         assert_eq!(info(69 + 2).estimated_sessions(), 0);
         assert_eq!(info(69 + 579_001).estimated_sessions(), 1000);
+    }
+
+    fn sample_sessions(n: usize) -> Vec<ExportedSession> {
+        use vodozemac::megolm::{GroupSession, InboundGroupSession, SessionConfig};
+        (0..n)
+            .map(|i| {
+                let g = GroupSession::new(SessionConfig::version_1());
+                let inbound =
+                    InboundGroupSession::new(&g.session_key(), SessionConfig::version_1());
+                let json = serde_json::json!({
+                    "algorithm": "m.megolm.v1.aes-sha2",
+                    "room_id": format!("!r{}:x", i % 3),
+                    "sender_key": "DeHIg4gwhClxzFYcmNntPNF9YtsdZbmMy8+3kzCMXHA",
+                    "session_id": g.session_id(),
+                    "session_key": inbound.export_at_first_known_index().to_base64(),
+                    "sender_claimed_keys": {"ed25519": "wJ7DzYIlwFghczuxFG7F4ugAK3IFjpSaC74MzLFC6ig"},
+                    "forwarding_curve25519_key_chain": [],
+                });
+                ExportedSession::from_json(json.to_string().as_bytes()).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn threaded_writer_writes_what_the_plain_one_writes() {
+        let s = sample_sessions(7);
+        let pass = Passphrase::from_string("p".into());
+        let mut t = ThreadedSessionWriter::new(ExportWriter::new(Vec::new(), &pass, 1).unwrap());
+        t.push_all(s[..3].to_vec()).unwrap();
+        t.push_all(Vec::new()).unwrap();
+        t.push_all(s[3..].to_vec()).unwrap();
+        assert_eq!(t.count(), 7);
+        let file = t.finish().unwrap();
+        let json: Vec<serde_json::Value> =
+            serde_json::from_slice(&read(&file, "p").unwrap()).unwrap();
+        let ids: Vec<&str> = json
+            .iter()
+            .map(|v| v["session_id"].as_str().unwrap())
+            .collect();
+        let want: Vec<&str> = s.iter().map(|x| x.session_id.as_str()).collect();
+        assert_eq!(ids, want);
+    }
+
+    /// A writer that fails once it has taken `room` bytes.
+    #[derive(Debug)]
+    struct Full {
+        room: usize,
+    }
+    impl Write for Full {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            if b.len() > self.room {
+                return Err(std::io::Error::other("disk full"));
+            }
+            self.room -= b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn threaded_writer_reports_the_inner_error() {
+        let s = sample_sessions(40);
+        let pass = Passphrase::from_string("p".into());
+        let mut t =
+            ThreadedSessionWriter::new(ExportWriter::new(Full { room: 2000 }, &pass, 1).unwrap());
+        // The failure surfaces on a later push or at the latest on finish, as the I/O error.
+        let mut failed = None;
+        for chunk in s.chunks(2) {
+            for _ in 0..50 {
+                if let Err(e) = t.push_all(chunk.to_vec()) {
+                    failed = Some(e);
+                    break;
+                }
+            }
+            if failed.is_some() {
+                break;
+            }
+        }
+        let e = match failed {
+            Some(e) => e,
+            None => t.finish().unwrap_err(),
+        };
+        assert!(e.to_string().contains("disk full"), "{e}");
     }
 }

@@ -58,7 +58,7 @@ pub fn run(ctx: &Context<'_>, a: EncryptArgs) -> anyhow::Result<Code> {
                 }
             }
         }
-        w.push_all(&valid)
+        w.push_all(valid)
     };
     let mut stream = SessionStream::new(mxkeys::Error::NotASessionArray, &mut sink_fn);
     let mut buf = zeroize::Zeroizing::new(vec![0u8; 256 * 1024]);

@@ -42,8 +42,9 @@ pub fn run(ctx: &Context<'_>, a: ExportArgs) -> anyhow::Result<Code> {
     bar.phase("exporting", n);
     let rooms = store.count_rooms(&filter)?;
     store.for_each_batch(&filter, &mut |batch| {
-        w.push_all(&batch)?;
-        bar.advance(batch.len() as u64);
+        let n = batch.len() as u64;
+        w.push_all(batch)?;
+        bar.advance(n);
         progress::check(&bar)
     })?;
     let written = w.count();

@@ -3,7 +3,7 @@
 //! The sessions are merged through a temporary sealed store (random key, never written
 //! down) so that memory stays bounded however large the files are.
 
-use mxkeys::export::{ExportWriter, SessionWriter};
+use mxkeys::export::{ExportWriter, ThreadedSessionWriter};
 use mxkeys::progress::{self, Progress};
 use mxkeys::secret::Passphrase;
 use mxkeys::store::{Access, Filter, Store};
@@ -63,12 +63,13 @@ pub fn run(ctx: &Context<'_>, a: MergeArgs) -> anyhow::Result<Code> {
             .ok_or_else(|| anyhow::anyhow!("no passphrase"))?,
     };
     let sink = Sink::open(out, a.out.force)?;
-    let mut w = SessionWriter::new(ExportWriter::new(sink, pass, rounds)?);
+    let mut w = ThreadedSessionWriter::new(ExportWriter::new(sink, pass, rounds)?);
     let total = counts.imported;
     bar.phase("writing", total);
     store.for_each_batch(&Filter::default(), &mut |batch| {
-        w.push_all(&batch)?;
-        bar.advance(batch.len() as u64);
+        let n = batch.len() as u64;
+        w.push_all(batch)?;
+        bar.advance(n);
         progress::check(&bar)
     })?;
     let written = w.count();

@@ -19,7 +19,7 @@ use std::io::{BufWriter, Stdout, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use mxkeys::export::{ExportReader, ExportWriter, Limits, SessionWriter, UnlockedExport};
+use mxkeys::export::{ExportReader, ExportWriter, Limits, ThreadedSessionWriter, UnlockedExport};
 use mxkeys::fs::{AtomicFile, Overwrite};
 use mxkeys::progress::Progress;
 use mxkeys::secret::Passphrase;
@@ -436,7 +436,7 @@ pub fn new_export(
     write: &super::WriteArgs,
     passphrase: &super::PassphraseArgs,
     stdin_is_data: bool,
-) -> anyhow::Result<(SessionWriter<Sink>, u32)> {
+) -> anyhow::Result<(ThreadedSessionWriter<Sink>, u32)> {
     let rounds = rounds_for_new_file(ctx.ui, write.rounds);
     let (pass, _) = secrets_in::export_passphrase(passphrase).resolve(
         ctx.ui,
@@ -445,7 +445,7 @@ pub fn new_export(
         },
         stdin_is_data,
     )?;
-    let w = SessionWriter::new(ExportWriter::new(Sink::open(out, force)?, &pass, rounds)?);
+    let w = ThreadedSessionWriter::new(ExportWriter::new(Sink::open(out, force)?, &pass, rounds)?);
     Ok((w, rounds))
 }
 

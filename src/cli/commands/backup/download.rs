@@ -2,7 +2,7 @@
 
 use mxkeys::backup::{self, BackupDecryptionKey, KeyBackupData};
 use mxkeys::client::{Client, RoomKey};
-use mxkeys::export::SessionWriter;
+use mxkeys::export::ThreadedSessionWriter;
 use mxkeys::progress::Progress;
 use mxkeys::recovery::UserSecret;
 use mxkeys::session::ExportedSession;
@@ -26,7 +26,7 @@ struct Rejected {
 
 enum Target<'s> {
     Store(MergeTx<'s>),
-    File(Box<SessionWriter<Sink>>),
+    File(Box<ThreadedSessionWriter<Sink>>),
 }
 
 struct Downloader<'s> {
@@ -103,7 +103,7 @@ impl Downloader<'_> {
                     }
                 })?;
             }
-            Target::File(w) => w.push_all(&valid)?,
+            Target::File(w) => w.push_all(valid)?,
         }
         Ok(())
     }
