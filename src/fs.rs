@@ -4,6 +4,12 @@
 //! mode 0600 in the target directory, written, `fsync`ed, renamed over (or linked without
 //! clobbering) the target, then the directory is `fsync`ed. A failure at any step removes the
 //! temporary file, so the target either holds the whole new content or is untouched.
+//!
+//! On Linux the temporary file has no name at all while it is written (`O_TMPFILE`): a process
+//! killed with SIGKILL, which runs no clean-up, leaves nothing behind, not even a partial file of
+//! decrypted keys. At commit it is linked in through `/proc/self/fd` (straight to the target when
+//! the target may not be replaced; through a short-lived random name and a rename when it may).
+//! Where `O_TMPFILE` or `/proc` is missing, a named temporary file is used as before.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -28,7 +34,7 @@ pub fn fill_random(buf: &mut [u8]) -> io::Result<()> {
 
 /// An output file that only appears at its path once [`AtomicFile::commit`] succeeds.
 pub struct AtomicFile {
-    tmp: BufWriter<tempfile::NamedTempFile>,
+    tmp: BufWriter<TmpFile>,
     target: PathBuf,
     overwrite: Overwrite,
 }
@@ -56,17 +62,27 @@ impl AtomicFile {
     pub fn create(target: &Path, overwrite: Overwrite) -> Result<Self> {
         check_output(target, overwrite)?;
         let dir = parent_dir(target);
-        let tmp = tempfile::Builder::new()
-            .prefix(".mxkeys-")
-            .suffix(".tmp")
-            .permissions(fs::Permissions::from_mode(0o600))
-            .tempfile_in(&dir)
-            .map_err(|e| Error::io(format!("creating a file in {}", dir.display()), e))?;
+        let tmp = match unnamed_in(&dir) {
+            Some(f) => TmpFile::Unnamed(f),
+            None => TmpFile::Named(
+                tempfile::Builder::new()
+                    .prefix(".mxkeys-")
+                    .suffix(".tmp")
+                    .permissions(fs::Permissions::from_mode(0o600))
+                    .tempfile_in(&dir)
+                    .map_err(|e| Error::io(format!("creating a file in {}", dir.display()), e))?,
+            ),
+        };
         Ok(AtomicFile {
             tmp: BufWriter::with_capacity(256 * 1024, tmp),
             target: target.to_path_buf(),
             overwrite,
         })
+    }
+
+    /// Whether the content is being written to a file without a name (Linux `O_TMPFILE`).
+    pub fn is_unnamed(&self) -> bool {
+        matches!(self.tmp.get_ref(), TmpFile::Unnamed(_))
     }
 
     /// The final path.
@@ -83,17 +99,35 @@ impl AtomicFile {
             .into_inner()
             .map_err(|e| Error::io(ctx(), e.into_error()))?;
         tmp.as_file().sync_all().map_err(|e| Error::io(ctx(), e))?;
-        match self.overwrite {
-            Overwrite::Replace => {
-                tmp.persist(&target)
-                    .map_err(|e| Error::io(ctx(), e.error))?;
+        let exists = || Error::OutputExists {
+            path: target.display().to_string(),
+        };
+        match (tmp, self.overwrite) {
+            (TmpFile::Unnamed(f), Overwrite::Refuse) => {
+                link_unnamed(&f, &target).map_err(|e| {
+                    if e.kind() == io::ErrorKind::AlreadyExists {
+                        exists()
+                    } else {
+                        Error::io(ctx(), e)
+                    }
+                })?;
             }
-            Overwrite::Refuse => {
-                tmp.persist_noclobber(&target).map_err(|e| {
+            (TmpFile::Unnamed(f), Overwrite::Replace) => {
+                // rename(2) is the only atomic replace, and it needs a name to move.
+                let dir = parent_dir(&target);
+                let named = link_unnamed_random(&f, &dir).map_err(|e| Error::io(ctx(), e))?;
+                if let Err(e) = fs::rename(&named, &target) {
+                    let _ = fs::remove_file(&named);
+                    return Err(Error::io(ctx(), e));
+                }
+            }
+            (TmpFile::Named(t), Overwrite::Replace) => {
+                t.persist(&target).map_err(|e| Error::io(ctx(), e.error))?;
+            }
+            (TmpFile::Named(t), Overwrite::Refuse) => {
+                t.persist_noclobber(&target).map_err(|e| {
                     if e.error.kind() == io::ErrorKind::AlreadyExists {
-                        Error::OutputExists {
-                            path: target.display().to_string(),
-                        }
+                        exists()
                     } else {
                         Error::io(ctx(), e.error)
                     }
@@ -103,6 +137,97 @@ impl AtomicFile {
         sync_dir(&parent_dir(&target));
         Ok(())
     }
+}
+
+/// Where an [`AtomicFile`]'s content waits for its commit.
+enum TmpFile {
+    /// A file with no name (Linux `O_TMPFILE`): nothing to clean up if the process dies.
+    Unnamed(File),
+    /// A named temporary file, removed on drop.
+    Named(tempfile::NamedTempFile),
+}
+
+impl TmpFile {
+    fn as_file(&self) -> &File {
+        match self {
+            TmpFile::Unnamed(f) => f,
+            TmpFile::Named(t) => t.as_file(),
+        }
+    }
+}
+
+impl Write for TmpFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            TmpFile::Unnamed(f) => f.write(buf),
+            TmpFile::Named(t) => t.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            TmpFile::Unnamed(f) => f.flush(),
+            TmpFile::Named(t) => t.flush(),
+        }
+    }
+}
+
+/// An unnamed mode-0600 file in `dir`, if this system can make one and later link it in.
+#[cfg(target_os = "linux")]
+fn unnamed_in(dir: &Path) -> Option<File> {
+    use rustix::fs::{Mode, OFlags};
+    if !Path::new("/proc/self/fd").is_dir() {
+        return None;
+    }
+    let fd = rustix::fs::openat(
+        rustix::fs::CWD,
+        dir,
+        OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .ok()?;
+    Some(File::from(fd))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn unnamed_in(_dir: &Path) -> Option<File> {
+    None
+}
+
+/// Give the unnamed file `f` the name `to` (fails with `AlreadyExists` if `to` exists).
+#[cfg(target_os = "linux")]
+fn link_unnamed(f: &File, to: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let from = format!("/proc/self/fd/{}", f.as_raw_fd());
+    rustix::fs::linkat(
+        rustix::fs::CWD,
+        from.as_str(),
+        rustix::fs::CWD,
+        to,
+        rustix::fs::AtFlags::SYMLINK_FOLLOW,
+    )
+    .map_err(io::Error::from)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn link_unnamed(_f: &File, _to: &Path) -> io::Result<()> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
+/// Link the unnamed file `f` into `dir` under a fresh random name, returned.
+fn link_unnamed_random(f: &File, dir: &Path) -> io::Result<PathBuf> {
+    let mut last = io::Error::from(io::ErrorKind::AlreadyExists);
+    for _ in 0..16 {
+        let mut r = [0u8; 6];
+        fill_random(&mut r)?;
+        let name: String = r.iter().map(|b| format!("{b:02x}")).collect();
+        let path = dir.join(format!(".mxkeys-{name}.tmp"));
+        match link_unnamed(f, &path) {
+            Ok(()) => return Ok(path),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = e,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last)
 }
 
 impl Write for AtomicFile {
