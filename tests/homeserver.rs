@@ -919,6 +919,51 @@ fn upload_never_degrades_the_backup() {
     assert_eq!(j["sent"], 0, "{j}");
 }
 
+#[test]
+fn upload_from_files_merges_them_first() {
+    let hs = require_hs!();
+    let a = account_with_backup(&hs, "fromfiles");
+    // Rooms interleaved across two files; s0 appears in both, the second copy worse (index 7);
+    // the second file also holds one entry that is not a valid session.
+    let mut g: Vec<GenSession> = (0..6)
+        .map(|i| GenSession::new(&format!("!r{}:localhost", i % 3)))
+        .collect();
+    let first: Vec<Value> = g[..4].iter_mut().map(|s| s.export_entry(0, &[])).collect();
+    let mut second: Vec<Value> = g[4..].iter_mut().map(|s| s.export_entry(0, &[])).collect();
+    second.push(g[0].export_entry(7, &[]));
+    let mut bad = g[1].export_entry(0, &[]);
+    bad["session_key"] = json!("not a key");
+    second.push(bad);
+    let f1 = encrypt_export(&a.env, "first", &Value::Array(first));
+    // `mxkeys encrypt` would refuse the bad entry: write this file with the library's writer.
+    let f2 = a.env.tmp.path().join("work/second.txt");
+    {
+        let pass = Passphrase::from_string(support::cli::PASS.to_string());
+        let mut w = mxkeys::export::ExportWriter::new(Vec::new(), &pass, 1000).unwrap();
+        w.write_plaintext(Value::Array(second).to_string().as_bytes())
+            .unwrap();
+        std::fs::write(&f2, w.finish().unwrap()).unwrap();
+    }
+    let mut c = a.env.scmd();
+    c.args(["--json", "backup", "upload"])
+        .arg(&f1)
+        .arg(&f2)
+        .arg("--passphrase-file")
+        .arg(a.env.pass_file());
+    // One rejected entry: a partial success (3).
+    let j = a.env.run(&mut c).code(3).json();
+    assert_eq!(j["rejected"], 1, "{j}");
+    assert_eq!(j["considered"], 6, "{j}");
+    assert_eq!(j["new"], 6, "{j}");
+    assert_eq!(j["sent"], 6, "{j}");
+    assert_eq!(a.api.key_map(&a.version).len(), 6);
+    for s in &g {
+        let (status, k) = a.api.key(&a.version, &s.room_id, &s.session_id);
+        assert_eq!(status, 200, "{} missing", s.session_id);
+        assert_eq!(k["first_message_index"], 0, "not the best copy: {k}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. Trust
 

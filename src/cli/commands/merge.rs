@@ -5,8 +5,7 @@
 
 use mxkeys::export::{ExportWriter, ThreadedSessionWriter};
 use mxkeys::progress::{self, Progress};
-use mxkeys::secret::Passphrase;
-use mxkeys::store::{Access, Filter, Store};
+use mxkeys::store::Filter;
 
 use super::{Context, MergeLog, Sink, check_stdin_once, open_and_unlock, output_label};
 use crate::cli::MergeArgs;
@@ -40,18 +39,7 @@ pub fn run(ctx: &Context<'_>, a: MergeArgs) -> anyhow::Result<Code> {
     }
     let rounds = super::rounds_for_new_file(ctx.ui, a.write.rounds);
 
-    // A scratch store, sealed under a random key that is never written down.
-    let scratch = tempfile::Builder::new()
-        .prefix("mxkeys-merge-")
-        .tempdir()
-        .map_err(|e| mxkeys::Error::io("creating a temporary directory", e))?;
-    let scratch_key =
-        mxkeys::secret::Key32::random().map_err(|e| mxkeys::Error::io("random key", e))?;
-    let scratch_pass = Passphrase::new(scratch_key.expose_secret().to_vec());
-    Store::create(scratch.path(), Some(&scratch_pass), 1)?;
-    let mut store = Store::open(scratch.path(), Access::Write)?
-        .unlock(Some(&scratch_pass))
-        .map_err(|(_, e)| e)?;
+    let (_scratch, mut store) = super::scratch_store("mxkeys-merge-")?;
 
     let mut log = MergeLog::default();
     let (counts, _) = log.merge_files(&mut store, &mut unlocked, &bar)?;

@@ -297,6 +297,22 @@ pub struct MergeLog {
     pub rejected: u64,
 }
 
+/// A scratch store in a new temporary directory (removed when the returned guard drops),
+/// sealed under a random key that is never written down.
+pub fn scratch_store(prefix: &str) -> anyhow::Result<(tempfile::TempDir, Store)> {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|e| mxkeys::Error::io("creating a temporary directory", e))?;
+    let key = mxkeys::secret::Key32::random().map_err(|e| mxkeys::Error::io("random key", e))?;
+    let pass = mxkeys::secret::Passphrase::new(key.expose_secret().to_vec());
+    Store::create(dir.path(), Some(&pass), 1)?;
+    let store = Store::open(dir.path(), Access::Write)?
+        .unlock(Some(&pass))
+        .map_err(|(_, e)| e)?;
+    Ok((dir, store))
+}
+
 /// One file's share of a merge.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct FileReport {

@@ -215,9 +215,15 @@ pub fn run(ctx: &Context<'_>, a: BackupUploadArgs) -> anyhow::Result<Code> {
             Ok(())
         })?;
 
+    // Keys go to the server grouped by room whatever their source: Synapse on SQLite scans the
+    // whole backup once per room in a PUT, so keys in file order (rooms interleaved, as many
+    // clients write them) made an upload quadratic. Files are therefore merged first into a
+    // scratch store sealed under a random key (which also keeps only the best copy of a
+    // session found in several files), then read back in room order.
     let mut files_read = Vec::new();
-    if from_files {
-        let (unlocked, _) = super::super::open_and_unlock(
+    let scratch;
+    let source: &mxkeys::store::Store = if from_files {
+        let (mut unlocked, _) = super::super::open_and_unlock(
             ctx,
             &a.files,
             &a.passphrase,
@@ -225,53 +231,37 @@ pub fn run(ctx: &Context<'_>, a: BackupUploadArgs) -> anyhow::Result<Code> {
             stdin_is_data,
             &bar,
         )?;
-        for (label, mut u) in unlocked {
-            let mut err: Option<anyhow::Error> = None;
-            u.for_each_session_batch(&bar, &mut |batch| {
-                for (_, r) in batch {
-                    match r {
-                        Ok(s) => {
-                            if let Err(e) = up.push(s) {
-                                err = Some(e);
-                                return Err(mxkeys::Error::Interrupted);
-                            }
-                        }
-                        Err(_) => up.counts.rejected += 1,
-                    }
-                }
-                Ok(())
-            })
-            .map_err(|e| {
-                err.take()
-                    .unwrap_or_else(|| anyhow::Error::new(e).context(label.clone()))
-            })?;
-            files_read.push(label);
-        }
+        let (dir, mut store) = super::super::scratch_store("mxkeys-upload-")?;
+        let mut log = super::super::MergeLog::default();
+        log.merge_files(&mut store, &mut unlocked, &bar)?;
+        up.counts.rejected += log.rejected;
+        files_read = unlocked.iter().map(|(label, _)| label.clone()).collect();
+        scratch = (dir, store);
+        &scratch.1
     } else {
-        let store = conn
-            .store
+        conn.store
             .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("no store"))?;
-        let n = store.count(&Filter::default())?;
-        bar.phase("uploading", n);
-        let mut err: Option<anyhow::Error> = None;
-        store
-            .for_each_session(
-                &Filter {
-                    by_room: true,
-                    ..Filter::default()
-                },
-                &mut |s| {
-                    bar.advance(1);
-                    progress::check(&bar)?;
-                    up.push(s).map_err(|e| {
-                        err = Some(e);
-                        mxkeys::Error::Interrupted
-                    })
-                },
-            )
-            .map_err(|e| err.take().unwrap_or_else(|| e.into()))?;
-    }
+            .ok_or_else(|| anyhow::anyhow!("no store"))?
+    };
+    let n = source.count(&Filter::default())?;
+    bar.phase("uploading", n);
+    let mut err: Option<anyhow::Error> = None;
+    source
+        .for_each_session(
+            &Filter {
+                by_room: true,
+                ..Filter::default()
+            },
+            &mut |s| {
+                bar.advance(1);
+                progress::check(&bar)?;
+                up.push(s).map_err(|e| {
+                    err = Some(e);
+                    mxkeys::Error::Interrupted
+                })
+            },
+        )
+        .map_err(|e| err.take().unwrap_or_else(|| e.into()))?;
     let result = up.finish();
     bar.finish();
     if let Err(e) = &result
