@@ -80,11 +80,6 @@ impl AtomicFile {
         })
     }
 
-    /// Whether the content is being written to a file without a name (Linux `O_TMPFILE`).
-    pub fn is_unnamed(&self) -> bool {
-        matches!(self.tmp.get_ref(), TmpFile::Unnamed(_))
-    }
-
     /// The final path.
     pub fn target(&self) -> &Path {
         &self.target

@@ -608,20 +608,18 @@ impl Store {
 
     /// Number of rooms with sessions matching `filter` (reads no key).
     pub fn count_rooms(&self, filter: &Filter) -> StoreResult<u64> {
-        let (clause, args) = where_clause(filter);
-        let n: i64 = self.conn.query_row(
-            &format!("SELECT COUNT(DISTINCT room_id) FROM sessions{clause}"),
-            params_from_iter(args.iter()),
-            |r| r.get(0),
-        )?;
-        Ok(n as u64)
+        self.count_of("COUNT(DISTINCT room_id)", filter)
     }
 
     /// Number of sessions matching `filter` (reads no key).
     pub fn count(&self, filter: &Filter) -> StoreResult<u64> {
+        self.count_of("COUNT(*)", filter)
+    }
+
+    fn count_of(&self, what: &str, filter: &Filter) -> StoreResult<u64> {
         let (clause, args) = where_clause(filter);
         let n: i64 = self.conn.query_row(
-            &format!("SELECT COUNT(*) FROM sessions{clause}"),
+            &format!("SELECT {what} FROM sessions{clause}"),
             params_from_iter(args.iter()),
             |r| r.get(0),
         )?;
@@ -849,13 +847,15 @@ fn get_row(
     room_id: &str,
     session_id: &str,
 ) -> StoreResult<Option<ExportedSession>> {
-    Ok(find_row(conn, sealer, room_id, session_id)?.map(|(_, s)| s))
+    let hash = key_hash(room_id, session_id);
+    Ok(find_row(conn, sealer, hash, room_id, session_id)?.map(|(_, s)| s))
 }
 
-/// A session's row id and content, found through the 8-byte key hash.
+/// A session's row id and content, found through its 8-byte key hash ([`key_hash`]).
 fn find_row(
     conn: &Connection,
     sealer: &Sealer,
+    hash: i64,
     room_id: &str,
     session_id: &str,
 ) -> StoreResult<Option<(i64, ExportedSession)>> {
@@ -864,10 +864,9 @@ fn find_row(
             "SELECT s.id, d.data FROM sessions s JOIN session_data d ON d.id = s.id
              WHERE s.key_hash = ?1 AND s.room_id = ?2 AND s.session_id = ?3",
         )?
-        .query_row(
-            params![key_hash(room_id, session_id), room_id, session_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .query_row(params![hash, room_id, session_id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .optional()?;
     row.map(|(id, d)| open_row(sealer, room_id, session_id, &d).map(|s| (id, s)))
         .transpose()
@@ -944,29 +943,31 @@ impl MergeTx<'_> {
                 .prepare_cached("UPDATE session_data SET data = ?2 WHERE id = ?1")?;
             for (s, data) in sessions.iter().zip(&sealed) {
                 let index = i64::from(s.first_known_index());
-                let outcome = match find_row(&self.tx, self.sealer, &s.room_id, &s.session_id)? {
-                    None => {
-                        ins.execute(params![
-                            key_hash(&s.room_id, &s.session_id),
-                            s.room_id,
-                            s.session_id,
-                            index,
-                            s.sender_key,
-                            t
-                        ])?;
-                        ins_data.execute(params![self.tx.last_insert_rowid(), data])?;
-                        Outcome::Imported
-                    }
-                    Some((id, held)) => match s.compare_to(&held) {
-                        Ordering::Better => {
-                            upd.execute(params![id, index, s.sender_key, t])?;
-                            upd_data.execute(params![id, data])?;
-                            Outcome::Improved
+                let hash = key_hash(&s.room_id, &s.session_id);
+                let outcome =
+                    match find_row(&self.tx, self.sealer, hash, &s.room_id, &s.session_id)? {
+                        None => {
+                            ins.execute(params![
+                                hash,
+                                s.room_id,
+                                s.session_id,
+                                index,
+                                s.sender_key,
+                                t
+                            ])?;
+                            ins_data.execute(params![self.tx.last_insert_rowid(), data])?;
+                            Outcome::Imported
                         }
-                        Ordering::Equal | Ordering::Worse => Outcome::Unchanged,
-                        Ordering::Unconnected => Outcome::Conflict,
-                    },
-                };
+                        Some((id, held)) => match s.compare_to(&held) {
+                            Ordering::Better => {
+                                upd.execute(params![id, index, s.sender_key, t])?;
+                                upd_data.execute(params![id, data])?;
+                                Outcome::Improved
+                            }
+                            Ordering::Equal | Ordering::Worse => Outcome::Unchanged,
+                            Ordering::Unconnected => Outcome::Conflict,
+                        },
+                    };
                 outcomes.push(outcome);
             }
         }

@@ -569,17 +569,11 @@ impl<R: Read> ArmorDecoder<R> {
     fn scan_after_footer(&mut self) -> Result<()> {
         let mut tail = self.raw[self.raw_pos..self.raw_len].to_vec();
         tail.truncate(AFTER_FOOTER_SCAN);
-        let mut more = vec![0u8; AFTER_FOOTER_SCAN];
-        while tail.len() < AFTER_FOOTER_SCAN {
-            let want = AFTER_FOOTER_SCAN - tail.len();
-            let n = match self.input.read(&mut more[..want]) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io("reading the export file", e)),
-            };
-            tail.extend_from_slice(&more[..n]);
-        }
+        let want = (AFTER_FOOTER_SCAN - tail.len()) as u64;
+        (&mut self.input)
+            .take(want)
+            .read_to_end(&mut tail)
+            .map_err(|e| Error::io("reading the export file", e))?;
         if let Some(at) = memchr::memmem::find(&tail, HEADER.as_bytes()) {
             let newlines = memchr::memchr_iter(b'\n', &tail[..at]).count() as u64;
             return Err(ExportFormatError::DuplicateHeader {

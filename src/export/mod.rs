@@ -824,22 +824,8 @@ mod tests {
         let mut t =
             ThreadedSessionWriter::new(ExportWriter::new(Full { room: 2000 }, &pass, 1).unwrap());
         // The failure surfaces on a later push or at the latest on finish, as the I/O error.
-        let mut failed = None;
-        for chunk in s.chunks(2) {
-            for _ in 0..50 {
-                if let Err(e) = t.push_all(chunk.to_vec()) {
-                    failed = Some(e);
-                    break;
-                }
-            }
-            if failed.is_some() {
-                break;
-            }
-        }
-        let e = match failed {
-            Some(e) => e,
-            None => t.finish().unwrap_err(),
-        };
+        let failed = (0..1000).find_map(|_| t.push_all(s[..2].to_vec()).err());
+        let e = failed.unwrap_or_else(|| t.finish().unwrap_err());
         assert!(e.to_string().contains("disk full"), "{e}");
     }
 }
