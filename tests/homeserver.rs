@@ -936,7 +936,7 @@ fn upload_from_files_merges_them_first() {
     second.push(bad);
     let f1 = encrypt_export(&a.env, "first", &Value::Array(first));
     // `mxkeys encrypt` would refuse the bad entry: write this file with the library's writer.
-    let f2 = a.env.tmp.path().join("work/second.txt");
+    let f2 = a.env.path("second.txt");
     {
         let pass = Passphrase::from_string(support::cli::PASS.to_string());
         let mut w = mxkeys::export::ExportWriter::new(Vec::new(), &pass, 1000).unwrap();

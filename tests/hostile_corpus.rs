@@ -439,6 +439,11 @@ fn saved_good_and_bad(
     saved(&[good, b])
 }
 
+/// A case input: [`saved_good_and_bad`] with a fresh fixture.
+fn with_bad(bad: impl Fn(&mut Value, &mxkeys::backup::BackupDecryptionKey) + 'static) -> Build {
+    Box::new(move || saved_good_and_bad(&BackupFx::new(), &bad))
+}
+
 // ---------------------------------------------------------------------------------------------
 // The corpus
 
@@ -1480,162 +1485,118 @@ fn corpus(fx: &BackupFx) -> Vec<Case> {
         (
             "garbage ciphertext behind a valid MAC",
             "bad padding".into(),
-            Box::new(|| {
-                let fx = BackupFx::new();
-                saved_good_and_bad(&fx, |d, _| {
-                    d["session_data"]["ciphertext"] = json!(STANDARD_NO_PAD.encode([0x5au8; 64]));
-                })
+            with_bad(|d, _| {
+                d["session_data"]["ciphertext"] = json!(STANDARD_NO_PAD.encode([0x5au8; 64]));
             }),
         ),
         (
             "a ciphertext of 15 bytes",
             "not a positive multiple of 16".into(),
-            Box::new(|| {
-                let fx = BackupFx::new();
-                saved_good_and_bad(&fx, |d, _| {
-                    d["session_data"]["ciphertext"] = json!(STANDARD_NO_PAD.encode([1u8; 15]));
-                })
+            with_bad(|d, _| {
+                d["session_data"]["ciphertext"] = json!(STANDARD_NO_PAD.encode([1u8; 15]));
             }),
         ),
         (
             "an empty ciphertext",
             "not a positive multiple of 16".into(),
-            Box::new(|| {
-                let fx = BackupFx::new();
-                saved_good_and_bad(&fx, |d, _| {
-                    d["session_data"]["ciphertext"] = json!("");
-                })
+            with_bad(|d, _| {
+                d["session_data"]["ciphertext"] = json!("");
             }),
         ),
         (
             "a ciphertext that is not base64",
             "ciphertext is not base64".into(),
-            Box::new(|| {
-                let fx = BackupFx::new();
-                saved_good_and_bad(&fx, |d, _| {
-                    d["session_data"]["ciphertext"] = json!("***");
-                })
+            with_bad(|d, _| {
+                d["session_data"]["ciphertext"] = json!("***");
             }),
         ),
         (
             "an ephemeral key of 31 bytes",
             "ephemeral is 31 bytes long".into(),
-            Box::new(|| {
-                let fx = BackupFx::new();
-                saved_good_and_bad(&fx, |d, _| {
-                    d["session_data"]["ephemeral"] = json!(STANDARD_NO_PAD.encode([3u8; 31]));
-                })
+            with_bad(|d, _| {
+                d["session_data"]["ephemeral"] = json!(STANDARD_NO_PAD.encode([3u8; 31]));
             }),
         ),
         (
             "an all-zero ephemeral key",
             "weak key".into(),
-            Box::new(|| {
-                let fx = BackupFx::new();
-                saved_good_and_bad(&fx, |d, _| {
-                    d["session_data"]["ephemeral"] = json!(STANDARD_NO_PAD.encode([0u8; 32]));
-                })
+            with_bad(|d, _| {
+                d["session_data"]["ephemeral"] = json!(STANDARD_NO_PAD.encode([0u8; 32]));
             }),
         ),
         (
             "a MAC of 4 bytes",
             "mac is 4 bytes long".into(),
-            Box::new(|| {
-                let fx = BackupFx::new();
-                saved_good_and_bad(&fx, |d, _| {
-                    d["session_data"]["mac"] = json!(STANDARD_NO_PAD.encode([3u8; 4]));
-                })
+            with_bad(|d, _| {
+                d["session_data"]["mac"] = json!(STANDARD_NO_PAD.encode([3u8; 4]));
             }),
         ),
         (
             "a MAC with one bit flipped",
             WRONG_BACKUP_KEY.into(),
-            Box::new(|| {
-                let fx = BackupFx::new();
-                saved_good_and_bad(&fx, |d, _| {
-                    let m = d["session_data"]["mac"].as_str().unwrap().to_string();
-                    let mut b = STANDARD_NO_PAD.decode(m).unwrap();
-                    b[0] ^= 1;
-                    d["session_data"]["mac"] = json!(STANDARD_NO_PAD.encode(b));
-                })
+            with_bad(|d, _| {
+                let m = d["session_data"]["mac"].as_str().unwrap().to_string();
+                let mut b = STANDARD_NO_PAD.decode(m).unwrap();
+                b[0] ^= 1;
+                d["session_data"]["mac"] = json!(STANDARD_NO_PAD.encode(b));
             }),
         ),
         (
             "a MAC that is not base64",
             "mac is not base64".into(),
-            Box::new(|| {
-                let fx = BackupFx::new();
-                saved_good_and_bad(&fx, |d, _| {
-                    d["session_data"]["mac"] = json!("!!");
-                })
+            with_bad(|d, _| {
+                d["session_data"]["mac"] = json!("!!");
             }),
         ),
         (
             "session data that decrypts to text",
             "not a JSON object".into(),
-            Box::new(|| {
-                let fx = BackupFx::new();
-                saved_good_and_bad(&fx, |d, k| *d = backup_data_of(k, b"not json"))
-            }),
+            with_bad(|d, k| *d = backup_data_of(k, b"not json")),
         ),
         (
             "session data that decrypts to an array",
             "not a JSON object".into(),
-            Box::new(|| {
-                let fx = BackupFx::new();
-                saved_good_and_bad(&fx, |d, k| *d = backup_data_of(k, b"[1,2,3]"))
-            }),
+            with_bad(|d, k| *d = backup_data_of(k, b"[1,2,3]")),
         ),
         (
             "session data naming another session",
             "not the one it is stored under".into(),
-            Box::new(|| {
-                let fx = BackupFx::new();
-                saved_good_and_bad(&fx, |d, k| {
-                    let mut e = fresh_entry();
-                    e["session_id"] = json!("someone-else");
-                    *d = backup_data_of(k, &serde_json::to_vec(&e).unwrap());
-                })
+            with_bad(|d, k| {
+                let mut e = fresh_entry();
+                e["session_id"] = json!("someone-else");
+                *d = backup_data_of(k, &serde_json::to_vec(&e).unwrap());
             }),
         ),
         (
             "session data with an invalid session key",
             "session_key".into(),
-            Box::new(|| {
-                let fx = BackupFx::new();
-                saved_good_and_bad(&fx, |d, k| {
-                    let mut e = fresh_entry();
-                    e.as_object_mut().unwrap().remove("room_id");
-                    e.as_object_mut().unwrap().remove("session_id");
-                    e["session_key"] = json!("AQAA");
-                    *d = backup_data_of(k, &serde_json::to_vec(&e).unwrap());
-                })
+            with_bad(|d, k| {
+                let mut e = fresh_entry();
+                e.as_object_mut().unwrap().remove("room_id");
+                e.as_object_mut().unwrap().remove("session_id");
+                e["session_key"] = json!("AQAA");
+                *d = backup_data_of(k, &serde_json::to_vec(&e).unwrap());
             }),
         ),
         (
             "session data with an unknown algorithm",
             "unsupported algorithm".into(),
-            Box::new(|| {
-                let fx = BackupFx::new();
-                saved_good_and_bad(&fx, |d, k| {
-                    let mut e = fresh_entry();
-                    e.as_object_mut().unwrap().remove("room_id");
-                    e.as_object_mut().unwrap().remove("session_id");
-                    e["algorithm"] = json!("m.megolm.v2");
-                    *d = backup_data_of(k, &serde_json::to_vec(&e).unwrap());
-                })
+            with_bad(|d, k| {
+                let mut e = fresh_entry();
+                e.as_object_mut().unwrap().remove("room_id");
+                e.as_object_mut().unwrap().remove("session_id");
+                e["algorithm"] = json!("m.megolm.v2");
+                *d = backup_data_of(k, &serde_json::to_vec(&e).unwrap());
             }),
         ),
     ];
     for (what, reason, build) in one_bad {
-        let mut c = case(
+        v.push(case(
             format!("saved response: one good key and one {what}"),
             DownloadSaved,
             Expect::Partial { reason, keep: 1 },
             build,
-        );
-        c.big = false;
-        v.push(c);
+        ));
     }
     v
 }
@@ -1827,15 +1788,6 @@ fn list_json(ctx: &Ctx) -> Value {
     v
 }
 
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
 /// Check one run against its case; returns the problems found.
 fn check(c: &Case, r: &Run, out_dir: &Path) -> Vec<String> {
     let mut p = Vec::new();
@@ -1845,11 +1797,12 @@ fn check(c: &Case, r: &Run, out_dir: &Path) -> Vec<String> {
     if r.code == 137 || r.code == 124 || r.code < 0 {
         p.push(format!("killed or timed out (exit {})", r.code));
     }
-    let time_limit = CASE_TIME;
-    if r.elapsed > time_limit {
-        p.push(format!("took {:?} (limit {time_limit:?})", r.elapsed));
+    if r.elapsed > CASE_TIME {
+        p.push(format!("took {:?} (limit {CASE_TIME:?})", r.elapsed));
     }
-    if r.max_rss_kb > CASE_RSS_KB {
+    if r.max_rss_kb == 0 {
+        p.push("peak RSS not measured (/usr/bin/time wrote nothing)".to_string());
+    } else if r.max_rss_kb > CASE_RSS_KB {
         p.push(format!(
             "max RSS {} KiB (limit {CASE_RSS_KB})",
             r.max_rss_kb
@@ -1896,7 +1849,7 @@ fn check(c: &Case, r: &Run, out_dir: &Path) -> Vec<String> {
             {
                 p.push(format!("hint line lacks {hint:?}"));
             }
-            let left = names(out_dir);
+            let left = common::dir_names(out_dir);
             if !left.is_empty() {
                 p.push(format!("left in the output directory: {left:?}"));
             }
@@ -1915,14 +1868,14 @@ fn check(c: &Case, r: &Run, out_dir: &Path) -> Vec<String> {
             if !named {
                 p.push(format!("no per-entry warning naming {reason:?}"));
             }
-            let left = names(out_dir);
+            let left = common::dir_names(out_dir);
             match c.cmd {
                 Cmd::DownloadSaved => {
                     if left != ["keys.txt"] {
                         p.push(format!("output directory holds {left:?}, not keys.txt"));
                     } else {
                         let f = out_dir.join("keys.txt");
-                        let m = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+                        let m = common::mode(&f);
                         if m != 0o600 {
                             p.push(format!("keys.txt has mode {m:o}"));
                         }
@@ -2015,7 +1968,7 @@ fn hostile_input_corpus() {
             if list_json(&ctx) != list_before {
                 problems.push("`list --json` changed".into());
             }
-            let extra: Vec<String> = names(&ctx.store)
+            let extra: Vec<String> = common::dir_names(&ctx.store)
                 .into_iter()
                 .filter(|n| !allowed_store_names.contains(&n.as_str()))
                 .collect();

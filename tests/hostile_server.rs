@@ -795,10 +795,12 @@ fn hostile_server_cases() {
     let mut largest = 0u64;
     // MXKEYS_HOSTILE_ONLY=substring runs only the matching cases, at -vv (to investigate one).
     let only = std::env::var("MXKEYS_HOSTILE_ONLY").ok();
+    let mut ran = 0;
     for (i, c) in all.iter().enumerate() {
         if only.as_ref().is_some_and(|o| !c.name.contains(o.as_str())) {
             continue;
         }
+        ran += 1;
         let proxy = FaultProxy::start(&hs.base);
         for r in &c.rules {
             proxy.rule(r.method, &r.prefix, r.nth, r.action.clone());
@@ -817,7 +819,7 @@ fn hostile_server_cases() {
             );
         }
         let mut p = Vec::new();
-        if r.code == 101 || r.stderr.contains("panicked") {
+        if r.code == 101 || r.stderr.contains("panicked") || r.stderr.contains("RUST_BACKTRACE") {
             p.push("PANIC".to_string());
         }
         if r.code != c.code {
@@ -840,7 +842,9 @@ fn hostile_server_cases() {
         if r.elapsed > CASE_TIME {
             p.push(format!("took {:?}", r.elapsed));
         }
-        if r.max_rss_kb > CASE_RSS_KB {
+        if r.max_rss_kb == 0 {
+            p.push("peak RSS not measured (/usr/bin/time wrote nothing)".into());
+        } else if r.max_rss_kb > CASE_RSS_KB {
             p.push(format!("max RSS {} KiB", r.max_rss_kb));
         }
         if r.stderr.contains('\u{1b}') {
@@ -854,6 +858,9 @@ fn hostile_server_cases() {
             .collect();
         if c.no_put && !puts.is_empty() {
             p.push(format!("{} PUTs of keys reached the server", puts.len()));
+        }
+        if !c.no_put && puts.is_empty() {
+            p.push("no PUT was sent (this case expects exactly one)".into());
         }
         if puts.len() > 1 && c.code == 11 {
             p.push(format!(
@@ -894,6 +901,7 @@ fn hostile_server_cases() {
         all.len(),
         slowest.as_secs_f64()
     );
+    assert!(ran > 0, "MXKEYS_HOSTILE_ONLY={only:?} matches no case");
     assert!(
         failures.is_empty(),
         "{} of {} cases failed:\n{}",

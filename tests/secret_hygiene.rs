@@ -207,6 +207,11 @@ fn no_secret_can_be_given_as_an_argument() {
         "argv: {} commands scanned, {secret_flags} secret-source flags, all -file/-fd/-command",
         commands.len()
     );
+    // If the help text stopped parsing, the checks above would have checked nothing.
+    assert!(
+        secret_flags > 0,
+        "no secret-source flag was found in any help text"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -734,7 +739,6 @@ fn every_secret_file_flag_warns_when_others_can_read_the_file() {
             .success();
         std::fs::read_to_string(rk).unwrap()
     };
-    let three = fixture("export/element-three.txt");
     let nowhere = "http://127.0.0.1:9";
     type Build = Box<dyn Fn(&Env, &Path) -> assert_cmd::Command>;
     let sp = env.store_pass_file();
@@ -857,7 +861,6 @@ fn every_secret_file_flag_warns_when_others_can_read_the_file() {
             }),
         ),
     ];
-    let _ = three;
     let mut n = 0;
     for (flag, content, build) in &cases {
         for m in [0o600u32, 0o400, 0o640, 0o604, 0o644, 0o660] {
@@ -1115,13 +1118,18 @@ fn no_secret_in_any_output_at_any_verbosity_online() {
     }
     outputs.push(env.smx(&["-vvv", "--json", "logout"]).ok().all_output());
     // Every access token the server issued through the proxy.
+    let mut tokens = 0;
     for seen in proxy.seen() {
         if seen.method == "POST" && seen.path.ends_with("/login") && seen.status == 200 {
             let v: Value = serde_json::from_slice(&seen.response).unwrap();
             secrets.push(v["access_token"].as_str().unwrap().to_string());
+            tokens += 1;
         }
     }
-    assert!(secrets.len() > 10);
+    assert!(
+        tokens >= 2,
+        "only {tokens} logins were seen through the proxy"
+    );
     for (i, o) in outputs.iter().enumerate() {
         common::assert_no_secrets(o, &secrets, &format!("output {i}"));
     }
