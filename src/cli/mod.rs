@@ -3,6 +3,7 @@
 pub mod commands;
 pub mod exit;
 pub mod output;
+pub mod prompt;
 pub mod secrets_in;
 
 use std::path::PathBuf;

@@ -22,6 +22,7 @@ pub fn run(ctx: &Context<'_>, a: DecryptArgs) -> anyhow::Result<Code> {
     Sink::precheck(out, a.out.force)?;
     let stdin_is_data = a.file.as_os_str() == "-";
     let bar = ctx.ui.bar();
+    bar.set_subject(Some(&a.file.display().to_string()));
     let limits = Limits {
         max_rounds: a.read.max_rounds,
     };

@@ -2,7 +2,7 @@
 
 use mxkeys::backup::{self, BackupPublicKey};
 use mxkeys::client::ClientError;
-use mxkeys::progress::{self, Progress};
+use mxkeys::progress::{self, Progress, Unit};
 use mxkeys::recovery::RecoveryError;
 use mxkeys::session::ExportedSession;
 use mxkeys::store::{Access, Filter};
@@ -207,7 +207,7 @@ pub fn run(ctx: &Context<'_>, a: BackupUploadArgs) -> anyhow::Result<Code> {
         server_count: current.count,
     };
     // What the server holds (metadata only, no key needed).
-    bar.phase("comparing", current.count);
+    bar.phase("comparing", current.count, Unit::Keys);
     conn.client
         .room_keys(&current.version, None, None, &bar, &mut |k| {
             up.index
@@ -244,7 +244,7 @@ pub fn run(ctx: &Context<'_>, a: BackupUploadArgs) -> anyhow::Result<Code> {
             .ok_or_else(|| anyhow::anyhow!("no store"))?
     };
     let n = source.count(&Filter::default())?;
-    bar.phase("uploading", n);
+    bar.phase("uploading", n, Unit::Keys);
     let mut err: Option<anyhow::Error> = None;
     source
         .for_each_session(
