@@ -194,7 +194,23 @@ pub fn run(ctx: &Context<'_>, a: BackupUploadArgs) -> anyhow::Result<Code> {
         }
     };
 
+    // Every question (the files' passphrases) is asked before any bar is drawn.
     let bar = ctx.ui.bar();
+    let unlocked = if from_files {
+        Some(
+            super::super::open_and_unlock(
+                ctx,
+                &a.files,
+                &a.passphrase,
+                &a.read,
+                stdin_is_data,
+                &bar,
+            )?
+            .0,
+        )
+    } else {
+        None
+    };
     let mut up = Uploader {
         client: &conn.client,
         version: current.version.clone(),
@@ -222,15 +238,7 @@ pub fn run(ctx: &Context<'_>, a: BackupUploadArgs) -> anyhow::Result<Code> {
     // session found in several files), then read back in room order.
     let mut files_read = Vec::new();
     let scratch;
-    let source: &mxkeys::store::Store = if from_files {
-        let (mut unlocked, _) = super::super::open_and_unlock(
-            ctx,
-            &a.files,
-            &a.passphrase,
-            &a.read,
-            stdin_is_data,
-            &bar,
-        )?;
+    let source: &mxkeys::store::Store = if let Some(mut unlocked) = unlocked {
         let (dir, mut store) = super::super::scratch_store("mxkeys-upload-")?;
         let mut log = super::super::MergeLog::default();
         log.merge_files(&mut store, &mut unlocked, &bar)?;
