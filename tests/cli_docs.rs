@@ -77,23 +77,41 @@ fn every_shell_gets_a_script_naming_the_commands() {
         let out = env.cmd().args(["completions", shell]).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{shell}: {}", text(&out.stderr));
         let s = text(&out.stdout);
-        for word in ["mxkeys", "backup", "download", "recovery-key-file", "completions"] {
+        for word in [
+            "mxkeys",
+            "backup",
+            "download",
+            "recovery-key-file",
+            "completions",
+        ] {
             assert!(s.contains(word), "{shell} script lacks {word}");
         }
     }
     let out = env.cmd().args(["completions", "tcsh"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("possible values"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("possible values"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
 fn completions_and_man_need_no_store_and_no_secret() {
     // No store exists, stdin is closed and there is no terminal: nothing may be asked for.
     let env = Env::new();
-    let out = env.cmd_no_tty().args(["completions", "zsh"]).output().unwrap();
+    let out = env
+        .cmd_no_tty()
+        .args(["completions", "zsh"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).starts_with("#compdef mxkeys"));
-    let out = env.cmd_no_tty().args(["man", "-o", "pages"]).output().unwrap();
+    let out = env
+        .cmd_no_tty()
+        .args(["man", "-o", "pages"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(!env.store().exists());
 }
@@ -133,7 +151,11 @@ fn man_writes_one_page_per_command() {
     let out = env.cmd().args(["man", "-o", "man/man1"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
-    assert!(text(&out.stderr).contains("Wrote 24 man pages"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("Wrote 24 man pages"),
+        "{}",
+        text(&out.stderr)
+    );
     let dir = env.path("man/man1");
     assert_eq!(dir_names(&dir), PAGES);
 
@@ -150,8 +172,14 @@ fn man_writes_one_page_per_command() {
     ] {
         assert!(page.contains(flag), "no {flag} in the page");
     }
-    assert!(page.contains(r"\fBmxkeys backup download\fR"), "synopsis: {page}");
-    assert!(!page.contains(r"\-\-raw"), "decrypt's flag on the download page");
+    assert!(
+        page.contains(r"\fBmxkeys backup download\fR"),
+        "synopsis: {page}"
+    );
+    assert!(
+        !page.contains(r"\-\-raw"),
+        "decrypt's flag on the download page"
+    );
     let top = text(&std::fs::read(dir.join("mxkeys.1")).unwrap());
     assert!(top.contains("Exit codes:"), "{top}");
     // The top page lists the subcommands by their page names.
@@ -206,7 +234,10 @@ fn help_sections(help: &str) -> Vec<(String, String)> {
             .iter()
             .find(|w| w.starts_with("--"))
             .unwrap_or(&words[0]);
-        let name = name.trim_end_matches(',').trim_end_matches("...").trim_start_matches('-');
+        let name = name
+            .trim_end_matches(',')
+            .trim_end_matches("...")
+            .trim_start_matches('-');
         out.push((heading.clone(), name.to_string()));
     }
     out
@@ -216,7 +247,10 @@ fn help_sections(help: &str) -> Vec<(String, String)> {
 fn help_puts_global_flags_under_their_own_heading_after_the_commands_options() {
     let env = Env::new();
     for (args, own) in [
-        (&["backup", "download"][..], &["room", "session", "output", "from-response"][..]),
+        (
+            &["backup", "download"][..],
+            &["room", "session", "output", "from-response"][..],
+        ),
         (&["decrypt"][..], &["output", "raw", "force"][..]),
         (&["import"][..], &["max-rounds"][..]),
         (&["list"][..], &["room"][..]),
@@ -238,9 +272,15 @@ fn help_puts_global_flags_under_their_own_heading_after_the_commands_options() {
         for o in own {
             assert_eq!(heading_of(o), "Options", "{args:?} --{o}\n{help}");
         }
-        let first_global = sections.iter().position(|(h, _)| h == "Global options").unwrap();
+        let first_global = sections
+            .iter()
+            .position(|(h, _)| h == "Global options")
+            .unwrap();
         let last_own = sections.iter().rposition(|(h, _)| h == "Options").unwrap();
-        assert!(last_own < first_global, "{args:?}: own options after the global ones\n{help}");
+        assert!(
+            last_own < first_global,
+            "{args:?}: own options after the global ones\n{help}"
+        );
         assert!(
             help.contains("Store passphrase:"),
             "{args:?}: the store passphrase heading is gone\n{help}"

@@ -1177,9 +1177,7 @@ fn decrypt_of_sessions_mixed_with_junk_writes_the_sessions_exactly() {
     // Each session's text as it was written (spaces, field order) must come out unchanged.
     let a_text = serde_json::to_string_pretty(&a).unwrap();
     let b_text = serde_json::to_string(&b).unwrap();
-    let pt = format!(
-        r#"[{a_text}, 42, {{"room_id": "!c:example.org"}}, {b_text}, ["x"], null]"#
-    );
+    let pt = format!(r#"[{a_text}, 42, {{"room_id": "!c:example.org"}}, {b_text}, ["x"], null]"#);
     let (stderr, written) = decrypt_partial(&env, pt.as_bytes(), &[1, 2, 4, 5]);
     assert!(stderr.contains("missing field"), "{stderr}");
     assert!(stderr.contains("Decrypted 2 of 6 entries"), "{stderr}");
@@ -1215,7 +1213,10 @@ fn decrypt_of_sessions_mixed_with_junk_writes_the_sessions_exactly() {
         .iter()
         .map(|x| {
             assert!(x["file"].as_str().unwrap().ends_with("partial.txt"), "{x}");
-            (x["index"].as_u64().unwrap(), x["reason"].as_str().unwrap().to_string())
+            (
+                x["index"].as_u64().unwrap(),
+                x["reason"].as_str().unwrap().to_string(),
+            )
         })
         .collect();
     assert_eq!(
@@ -1239,8 +1240,16 @@ fn decrypt_of_sessions_only_is_exact_and_succeeds() {
     let f = sealed_file(&env, "ok.txt", pt.as_bytes());
     let out = decrypt(&env, &f, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(!text(&out.stderr).contains("warning"), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("Decrypted 1 entries"), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("Decrypted 1 entries"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(std::fs::read(env.path("out.json")).unwrap(), pt.as_bytes());
 }
 
@@ -1321,6 +1330,10 @@ fn decrypt_of_an_object_exits_13_and_raw_writes_it_exactly() {
     let f = sealed_file(&env, "nums.txt", b"[1,2,3]");
     let out = decrypt(&env, &f, &["--raw"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(!text(&out.stderr).contains("warning"), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(std::fs::read(env.path("out.json")).unwrap(), b"[1,2,3]");
 }

@@ -199,7 +199,7 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Decrypt an export file to its plaintext JSON array
     #[command(
-        after_help = "Examples:\n  mxkeys decrypt element-keys.txt -o keys.json\n  mxkeys decrypt element-keys.txt --passphrase-fd 3 3<pass.txt | jq length\n\nThe output holds every key in the clear: it is written with mode 0600 and never to a\nterminal."
+        after_help = "Examples:\n  mxkeys decrypt element-keys.txt -o keys.json\n  mxkeys decrypt element-keys.txt --passphrase-fd 3 3<pass.txt | jq length\n  mxkeys decrypt odd-file.txt -o odd.bin --raw\n\nThe output holds every key in the clear: it is written with mode 0600 and never to a\nterminal. Entries are checked as import checks them: an entry that is not a session is\nreported and left out (exit code 3), the sessions are written exactly as they were. A\nplaintext that is not UTF-8 JSON is refused (exit code 13); --raw writes it as it is."
     )]
     Decrypt(DecryptArgs),
     /// Encrypt a plaintext JSON array of sessions into an export file
@@ -349,7 +349,7 @@ pub struct DecryptArgs {
     /// Output file ('-' or absent: stdout, never a terminal)
     #[arg(short, long, value_name = "OUT", value_hint = ValueHint::FilePath)]
     pub output: Option<PathBuf>,
-    /// Write the plaintext even when it is not a JSON array (test vectors, damaged exports)
+    /// Write the plaintext exactly as it is, unchecked, even when it is not a JSON array of sessions
     #[arg(long)]
     pub raw: bool,
     #[command(flatten)]

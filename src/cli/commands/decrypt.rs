@@ -273,8 +273,10 @@ fn report(
             ctx.ui.print_json(&v)?;
         }
     } else if rejected == 0 {
-        ctx.ui
-            .note(&format!("Decrypted {} entries from {label} to {o}.", c.entries));
+        ctx.ui.note(&format!(
+            "Decrypted {} entries from {label} to {o}.",
+            c.entries
+        ));
     } else {
         warn_entries(ctx.ui, &c.rejections, &[], rejected as u64, 0);
         ctx.ui.note(&format!(
