@@ -1,6 +1,7 @@
 //! One module per command, each with a `run` function; shared plumbing lives here.
 
 pub mod backup;
+pub mod completions;
 pub mod decrypt;
 pub mod encrypt;
 pub mod export;
@@ -9,6 +10,7 @@ pub mod init;
 pub mod inspect;
 pub mod list;
 pub mod login;
+pub mod man;
 pub mod merge;
 pub mod net;
 pub mod recovery_key;
