@@ -186,3 +186,9 @@ pub fn init_logging(verbose: u8, quiet: bool) {
         log::set_max_level(level);
     }
 }
+
+/// Print something on stderr without tearing a progress bar (the bar is set aside while `f`
+/// runs).
+pub fn above_bars(f: impl FnOnce()) {
+    f()
+}
