@@ -17,11 +17,7 @@ pub fn observer(ui: &Ui) -> Option<RetryObserver> {
     }
     let as_json = ui.json;
     Some(Arc::new(move |n: &RetryNotice| {
-        let line = if as_json {
-            json_line(n)
-        } else {
-            human_line(n)
-        };
+        let line = if as_json { json_line(n) } else { human_line(n) };
         crate::cli::output::above_bars(|| eprintln!("{line}"));
     }))
 }

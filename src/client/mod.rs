@@ -759,26 +759,23 @@ impl Client {
             small_body: false,
         };
         let res = self.request(&call, |mut resp, _| {
-                let reader = resp.body_mut().as_reader();
-                match stream::parse(reader, &shape, MAX_KEY_ENTRY, progress, &mut |k| {
-                    f(k).map_err(|e| {
-                        user_err = Some(e);
-                    })
-                }) {
-                    Ok(()) => Step::Done(()),
-                    Err(stream::StreamError::Sink) => Step::Done(()),
-                    Err(stream::StreamError::Io(detail)) => {
-                        Step::Retry(RetryReason::Connection { detail })
-                    }
-                    Err(stream::StreamError::Json(reason)) => {
-                        Step::Fail(ClientError::BadResponse {
-                            what: "the backup's keys".into(),
-                            reason,
-                        })
-                    }
+            let reader = resp.body_mut().as_reader();
+            match stream::parse(reader, &shape, MAX_KEY_ENTRY, progress, &mut |k| {
+                f(k).map_err(|e| {
+                    user_err = Some(e);
+                })
+            }) {
+                Ok(()) => Step::Done(()),
+                Err(stream::StreamError::Sink) => Step::Done(()),
+                Err(stream::StreamError::Io(detail)) => {
+                    Step::Retry(RetryReason::Connection { detail })
                 }
-            },
-        );
+                Err(stream::StreamError::Json(reason)) => Step::Fail(ClientError::BadResponse {
+                    what: "the backup's keys".into(),
+                    reason,
+                }),
+            }
+        });
         if let Some(e) = user_err {
             return Err(e);
         }

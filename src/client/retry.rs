@@ -149,10 +149,11 @@ impl std::fmt::Display for RetryReason {
 /// A duration for people: `500 ms`, `2.5 s`, `30 s`.
 pub fn human_duration(d: Duration) -> String {
     let ms = d.as_millis();
+    let tenths = (ms + 50) / 100;
     if ms < 1000 {
         format!("{ms} ms")
-    } else if ms < 10_000 && ms % 1000 != 0 {
-        format!("{:.1} s", d.as_secs_f64())
+    } else if tenths < 100 && !tenths.is_multiple_of(10) {
+        format!("{}.{} s", tenths / 10, tenths % 10)
     } else {
         format!("{} s", (ms + 500) / 1000)
     }
@@ -340,10 +341,7 @@ mod tests {
                 attempt: 2
             }
         );
-        assert_eq!(
-            a.plan(t0, None, Duration::from_secs(3600)),
-            Plan::OutOfTime
-        );
+        assert_eq!(a.plan(t0, None, Duration::from_secs(3600)), Plan::OutOfTime);
     }
 
     #[test]
@@ -398,10 +396,16 @@ mod tests {
         let mut timeouts = Vec::new();
         loop {
             a.made += 1;
-            let t = a.timeout_at(now).expect("an attempt is only started with time left");
+            let t = a
+                .timeout_at(now)
+                .expect("an attempt is only started with time left");
             timeouts.push(t.as_secs());
             now += t;
-            assert!(now <= t0 + s(100), "attempt {} ends past the deadline", a.made);
+            assert!(
+                now <= t0 + s(100),
+                "attempt {} ends past the deadline",
+                a.made
+            );
             match a.plan(now, None, s(2)) {
                 Plan::Retry { wait, attempt } => {
                     assert_eq!(attempt, a.made + 1);
@@ -460,7 +464,10 @@ mod tests {
     #[test]
     fn reasons_read_well() {
         assert_eq!(
-            RetryReason::TimedOut { after: Duration::from_secs(30) }.to_string(),
+            RetryReason::TimedOut {
+                after: Duration::from_secs(30)
+            }
+            .to_string(),
             "timed out after 30 s"
         );
         assert_eq!(
@@ -475,6 +482,7 @@ mod tests {
         assert_eq!(human_duration(Duration::from_millis(5)), "5 ms");
         assert_eq!(human_duration(Duration::from_millis(2500)), "2.5 s");
         assert_eq!(human_duration(Duration::from_millis(4000)), "4 s");
+        assert_eq!(human_duration(Duration::from_millis(9_990)), "10 s");
         assert_eq!(human_duration(Duration::from_millis(12_400)), "12 s");
     }
 }
