@@ -398,8 +398,8 @@ pub struct NetArgs {
     /// Trust these CA certificates (PEM) instead of the built-in roots
     #[arg(long, value_name = "PEM_FILE", value_hint = ValueHint::FilePath, help_heading = "Homeserver")]
     pub ca_cert: Option<PathBuf>,
-    /// Per attempt: give up on a connection that stays silent this long (connecting, at most
-    /// 30 s, waiting for the answer, each read or write)
+    /// Per attempt of a request: give up on a connection that stays silent this long
+    /// (connecting, at most 30 s; waiting for the answer; each read or write)
     #[arg(
         long,
         value_name = "SECS",
@@ -408,8 +408,8 @@ pub struct NetArgs {
         help_heading = "Homeserver"
     )]
     pub timeout: u64,
-    /// Per request, retries included: give up this many seconds after its first attempt (no
-    /// retry starts that would end later, the last attempt is cut short) [default: 100, or
+    /// Per request, retries included: give up this many seconds after its first attempt
+    /// (attempts are cut short to fit; none starts with less than 1 s left) [default: 100, or
     /// --timeout when longer]
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Homeserver")]
     pub retry_for: Option<u64>,
