@@ -36,8 +36,8 @@ pub const MAX_KEY_ENTRY: u64 = 256 * 1024;
 pub struct ClientConfig {
     /// Retry policy, with the deadline of each request ([`RetryPolicy::max_total`]).
     pub retry: RetryPolicy,
-    /// Per attempt: give up on a connection that stays silent this long (connecting — at
-    /// most 30 s —, waiting for the response, each read or write). Cut to the time left
+    /// Per attempt: give up on a connection that stays silent this long (connecting, at
+    /// most 30 s; waiting for the response; each read or write). Cut to the time left
     /// before the request's deadline.
     pub timeout: Duration,
     /// Extra trusted CA certificates (PEM), replacing the built-in roots when given.
