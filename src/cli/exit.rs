@@ -151,12 +151,15 @@ fn hint_for_backup(e: &mxkeys::backup::BackupError) -> &'static str {
 fn hint_for_client(e: &mxkeys::client::ClientError) -> &'static str {
     use mxkeys::client::ClientError as C;
     match e {
-        C::Unreachable { .. } => "check the homeserver URL and your network, then try again later",
+        C::Unreachable { .. } => {
+            "check the homeserver URL and your network, then try again later (--timeout and --retry-for set how long mxkeys waits)"
+        }
         C::Unauthorized { .. } => "log in again with `mxkeys login`, or give a valid access token",
         C::NotFound { .. } => "check the backup version with `mxkeys backup info`",
         C::WrongVersion { .. } => {
             "another client made a new backup; run `mxkeys backup info` and retry against the current version"
         }
+        // The hint names the time: see `client_hint`.
         C::RateLimited { .. } => "wait as long as the server asks, then run the command again",
         C::Server { .. } => "the homeserver is failing; try again later or ask its administrator",
         C::Rejected { .. } => "the homeserver refused the request; run with -v for details",
@@ -166,6 +169,45 @@ fn hint_for_client(e: &mxkeys::client::ClientError) -> &'static str {
         C::BadUrl(_) => "give the homeserver as https://host[:port]",
         C::Interrupted => "",
     }
+}
+
+/// The hint for a homeserver error; for a long rate limit, when to run the command again.
+fn client_hint(e: &mxkeys::client::ClientError) -> String {
+    match e {
+        mxkeys::client::ClientError::RateLimited { seconds, .. } => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            retry_hint(*seconds, now)
+        }
+        other => hint_for_client(other).to_string(),
+    }
+}
+
+/// "run the command again in 10 min (after 14:05 UTC)", `now` in seconds since the epoch.
+fn retry_hint(seconds: u64, now: u64) -> String {
+    let mins = seconds.div_ceil(60);
+    let when = if seconds < 60 {
+        format!("{seconds} s")
+    } else if mins < 120 {
+        format!("{mins} min")
+    } else {
+        format!("{} h", mins.div_ceil(60))
+    };
+    // Rounded up to the next whole minute.
+    let at = (now + seconds).div_ceil(60) * 60;
+    let day = if seconds >= 20 * 3600 {
+        let days = at / 86_400 - now / 86_400;
+        format!(", {days} day(s) from now")
+    } else {
+        String::new()
+    };
+    format!(
+        "the server asks to wait; run the command again in {when} (after {:02}:{:02} UTC{day})",
+        at % 86_400 / 3600,
+        at % 3600 / 60
+    )
 }
 
 fn hint_for_recovery(e: &mxkeys::recovery::RecoveryError) -> &'static str {
@@ -229,7 +271,7 @@ pub fn classify(err: &anyhow::Error) -> (Code, Option<String>) {
                 Error::SecretStorage(_) => Some(
                     "give the Security Key or Security Phrase of this account's secret storage".into(),
                 ),
-                Error::Client(c) => Some(hint_for_client(c).into()),
+                Error::Client(c) => Some(client_hint(c)),
                 Error::Recovery(r) => Some(hint_for_recovery(r).into()),
                 Error::Interrupted => None,
                 Error::Io { .. } => Some("check the path, permissions and free space".into()),
@@ -242,8 +284,8 @@ pub fn classify(err: &anyhow::Error) -> (Code, Option<String>) {
         // The library's own error types reach here unwrapped when a command uses `?` on them
         // directly (e.g. `client.whoami()?`), not only inside `mxkeys::Error`.
         if let Some(e) = cause.downcast_ref::<mxkeys::client::ClientError>() {
-            let h = hint_for_client(e);
-            return (code_of_kind(e.kind()), (!h.is_empty()).then(|| h.into()));
+            let h = client_hint(e);
+            return (code_of_kind(e.kind()), (!h.is_empty()).then_some(h));
         }
         if let Some(e) = cause.downcast_ref::<mxkeys::recovery::RecoveryError>() {
             return (code_of_kind(e.kind()), Some(hint_for_recovery(e).into()));
@@ -268,4 +310,27 @@ pub fn classify(err: &anyhow::Error) -> (Code, Option<String>) {
         }
     }
     (Code::Failure, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_hint_says_when() {
+        // 2026-12-01 23:33:11 UTC.
+        let now = 1_796_168_000 - 1_796_168_000 % 86_400 + 23 * 3600 + 33 * 60 + 11;
+        assert_eq!(
+            retry_hint(600, now),
+            "the server asks to wait; run the command again in 10 min (after 23:44 UTC)"
+        );
+        assert_eq!(
+            retry_hint(45, now),
+            "the server asks to wait; run the command again in 45 s (after 23:34 UTC)"
+        );
+        assert_eq!(
+            retry_hint(3 * 3600, now),
+            "the server asks to wait; run the command again in 3 h (after 02:34 UTC)"
+        );
+    }
 }

@@ -4,6 +4,7 @@ pub mod commands;
 pub mod exit;
 pub mod output;
 pub mod prompt;
+pub mod retry_lines;
 pub mod secrets_in;
 
 use std::path::PathBuf;
@@ -444,15 +445,22 @@ pub struct NetArgs {
     /// Trust these CA certificates (PEM) instead of the built-in roots
     #[arg(long, value_name = "PEM_FILE", value_hint = ValueHint::FilePath, help_heading = "Homeserver")]
     pub ca_cert: Option<PathBuf>,
-    /// Give up on a silent connection after this many seconds
+    /// Per attempt of a request: give up on a connection that stays silent this long
+    /// (connecting, at most 30 s; waiting for the answer; each read or write)
     #[arg(
         long,
         value_name = "SECS",
-        default_value_t = 60,
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..),
         help_heading = "Homeserver"
     )]
     pub timeout: u64,
-    /// Attempts per request on connection errors, 5xx and 429 (1 = no retry)
+    /// Per request, retries included: give up this many seconds after its first attempt
+    /// (attempts are cut short to fit; none starts with less than 1 s left) [default: 100, or
+    /// --timeout when longer]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Homeserver")]
+    pub retry_for: Option<u64>,
+    /// Attempts per request on timeouts, connection errors, 5xx and 429 (1 = no retry)
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Homeserver")]
     pub attempts: u32,
 }

@@ -41,11 +41,16 @@ pub enum ClientError {
         /// The version we sent (Synapse's `current_version` is not trusted: it echoes ours).
         version: String,
     },
-    /// 429 with a wait longer than we are willing to sleep.
-    #[error("the homeserver is rate-limiting requests and asks to wait {seconds} s")]
+    /// 429 with a wait longer than we are willing to sleep (more than the cap, or more than
+    /// the time left before the request's deadline).
+    #[error(
+        "the homeserver is rate-limiting requests and asks to wait {seconds} s, longer than mxkeys waits ({allowed} s)"
+    )]
     RateLimited {
         /// Seconds the server asked for.
         seconds: u64,
+        /// The longest wait we could have made, in seconds.
+        allowed: u64,
     },
     /// 5xx (or 429) still failing after every retry.
     #[error("the homeserver keeps failing: HTTP {status} {errcode}: {message}")]

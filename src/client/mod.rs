@@ -12,7 +12,7 @@ pub mod retry;
 mod stream;
 
 use std::io::Read;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 
 pub use error::ClientError;
 use error::parse_error_body;
-pub use retry::RetryPolicy;
+pub use retry::{RetryNotice, RetryObserver, RetryPolicy, RetryReason};
 
 use crate::backup::KeyBackupData;
 use crate::progress::Progress;
@@ -32,24 +32,54 @@ pub const MAX_SMALL_BODY: u64 = 1024 * 1024;
 pub const MAX_KEY_ENTRY: u64 = 256 * 1024;
 
 /// Connection settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientConfig {
-    /// Retry policy.
+    /// Retry policy, with the deadline of each request ([`RetryPolicy::max_total`]).
     pub retry: RetryPolicy,
-    /// Give up on a connection that stays silent this long (connect, response, each read).
+    /// Per attempt: give up on a connection that stays silent this long (connecting, at
+    /// most 30 s; waiting for the response; each read or write). Cut to the time left
+    /// before the request's deadline.
     pub timeout: Duration,
     /// Extra trusted CA certificates (PEM), replacing the built-in roots when given.
     pub ca_pem: Option<Vec<u8>>,
+    /// Told about every retry before its wait begins.
+    pub on_retry: Option<RetryObserver>,
 }
 
 impl Default for ClientConfig {
     fn default() -> Self {
         ClientConfig {
             retry: RetryPolicy::default(),
-            timeout: Duration::from_secs(60),
+            timeout: Duration::from_secs(30),
             ca_pem: None,
+            on_retry: None,
         }
     }
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("retry", &self.retry)
+            .field("timeout", &self.timeout)
+            .field("ca_pem", &self.ca_pem.as_ref().map(Vec::len))
+            .field("on_retry", &self.on_retry.is_some())
+            .finish()
+    }
+}
+
+/// Longest wait for a connection to be set up (a request's timeout may be longer).
+const MAX_CONNECT: Duration = Duration::from_secs(30);
+
+/// The timeouts of one attempt.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    /// Connecting (TCP and TLS).
+    connect: Duration,
+    /// Waiting for the response head; each read or write.
+    each: Duration,
+    /// The whole response body, for small bodies: the time left before the deadline.
+    body: Option<Duration>,
 }
 
 /// `POST /login` result.
@@ -141,11 +171,22 @@ pub fn encode(s: &str) -> String {
 /// What to do after one attempt.
 enum Step<T> {
     Done(T),
-    Retry {
-        wait: Option<Duration>,
-        reason: String,
-    },
+    Retry(RetryReason),
     Fail(ClientError),
+}
+
+/// One request, as the retry loop sees it.
+struct Call<'a> {
+    method: Method,
+    url: &'a str,
+    body: Option<&'a [u8]>,
+    /// What is asked for, for messages.
+    what: &'a str,
+    /// Repeating it is harmless.
+    idempotent: bool,
+    /// The response body is small and read whole (its reading then ends by the deadline);
+    /// a streamed body may take as long as it needs while data keeps coming.
+    small_body: bool,
 }
 
 /// A client for one homeserver.
@@ -206,10 +247,11 @@ impl Client {
             }
             tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
         }
+        // The timeouts are set again on every attempt, cut to the time left.
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .user_agent(concat!("mxkeys/", env!("CARGO_PKG_VERSION")))
-            .timeout_connect(Some(cfg.timeout.min(Duration::from_secs(30))))
+            .timeout_connect(Some(cfg.timeout.min(MAX_CONNECT)))
             .timeout_recv_response(Some(cfg.timeout))
             .timeout_per_read(Some(cfg.timeout))
             .timeout_per_write(Some(cfg.timeout))
@@ -249,68 +291,112 @@ impl Client {
     /// The retry loop around one request.
     fn request<T>(
         &self,
-        method: Method,
-        url: &str,
-        body: Option<&[u8]>,
-        what: &str,
-        idempotent: bool,
-        mut handle: impl FnMut(ureq::http::Response<ureq::Body>) -> Step<T>,
+        call: &Call<'_>,
+        mut handle: impl FnMut(ureq::http::Response<ureq::Body>, &Timeouts) -> Step<T>,
     ) -> Result<T, ClientError> {
-        let mut attempts = retry::Attempts::new(self.cfg.retry);
+        let mut attempts = retry::Attempts::new(self.cfg.retry, self.cfg.timeout);
         loop {
             if (self.cancelled)() {
                 return Err(ClientError::Interrupted);
             }
+            // Only the first attempt can find no time left (a zero deadline).
+            let Some(each) = attempts.timeout_at(Instant::now()) else {
+                return Err(self.unreachable(format!(
+                    "no time left to try {} (a deadline of {})",
+                    call.what,
+                    retry::human_duration(attempts.policy().max_total)
+                )));
+            };
+            let timeouts = Timeouts {
+                connect: each.min(MAX_CONNECT),
+                each,
+                body: call
+                    .small_body
+                    .then(|| attempts.left_at(Instant::now()).max(each)),
+            };
             attempts.made += 1;
-            let res = self.send(method, url, body);
+            let res = self.send(call, &timeouts);
             let step = match res {
-                Err(e) => {
-                    let (retryable, reason) = classify_transport(&e);
+                Err(e) => match classify_transport(&e, &timeouts) {
                     // A request that may have reached the server is only repeated when
                     // repeating it is harmless.
-                    if retryable && (idempotent || !maybe_sent(&e)) {
-                        Step::Retry { wait: None, reason }
-                    } else if retryable {
-                        Step::Fail(self.unreachable(reason))
-                    } else {
-                        Step::Fail(ClientError::BadUrl(reason))
-                    }
-                }
+                    Ok(reason) if call.idempotent || !maybe_sent(&e) => Step::Retry(reason),
+                    Ok(reason) => Step::Fail(self.unreachable(reason.to_string())),
+                    Err(fatal) => Step::Fail(ClientError::BadUrl(fatal)),
+                },
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     if (200..300).contains(&status) {
-                        handle(resp)
+                        handle(resp, &timeouts)
                     } else {
-                        self.error_step(status, resp, what, idempotent)
+                        self.error_step(status, resp, call.what, call.idempotent)
                     }
                 }
             };
-            match step {
+            let reason = match step {
                 Step::Done(t) => return Ok(t),
                 Step::Fail(e) => return Err(e),
-                Step::Retry { wait, reason } => {
-                    let wait = match wait {
-                        Some(w) if w > attempts.policy().max_server_wait => {
-                            return Err(ClientError::RateLimited {
-                                seconds: w.as_secs().max(1),
-                            });
-                        }
-                        Some(w) => w,
-                        None => attempts.backoff(),
-                    };
-                    if !attempts.may_retry(wait) {
-                        return Err(last_error(&reason, &self.base));
-                    }
-                    log::info!(
-                        "{} {what}: {reason}; retrying in {} ms (attempt {} of {})",
-                        method.as_str(),
+                Step::Retry(reason) => reason,
+            };
+            let asked = match &reason {
+                RetryReason::RateLimited { asked, .. } => *asked,
+                _ => None,
+            };
+            let now = Instant::now();
+            match attempts.plan(now, asked, attempts.backoff()) {
+                retry::Plan::Retry { wait, attempt } => {
+                    log::debug!(
+                        "{} {}: {reason}; retrying in {} ms (attempt {attempt} of {})",
+                        call.method.as_str(),
+                        call.what,
                         wait.as_millis(),
-                        attempts.made + 1,
                         attempts.policy().max_attempts
                     );
+                    if let Some(observer) = &self.cfg.on_retry {
+                        observer(&RetryNotice {
+                            method: call.method.as_str(),
+                            path: endpoint_path(call.url),
+                            reason,
+                            attempt,
+                            max_attempts: attempts.policy().max_attempts,
+                            wait,
+                        });
+                    }
                     if !retry::sleep(wait, &*self.cancelled) {
                         return Err(ClientError::Interrupted);
                     }
+                }
+                retry::Plan::WaitTooLong { asked, allowed } => {
+                    return Err(ClientError::RateLimited {
+                        seconds: round_up_secs(asked),
+                        allowed: allowed.as_secs(),
+                    });
+                }
+                retry::Plan::OutOfAttempts | retry::Plan::OutOfTime => {
+                    let made = attempts.made;
+                    let took = retry::human_duration(attempts.elapsed_at(now));
+                    let tries = if made == 1 {
+                        "1 attempt".to_string()
+                    } else {
+                        format!("{made} attempts")
+                    };
+                    return Err(match reason {
+                        RetryReason::Status {
+                            status,
+                            errcode,
+                            message,
+                        } => ClientError::Server {
+                            status,
+                            errcode,
+                            message,
+                        },
+                        RetryReason::RateLimited { errcode, .. } => ClientError::Server {
+                            status: 429,
+                            errcode,
+                            message: format!("still rate-limited after {tries} in {took}"),
+                        },
+                        other => self.unreachable(format!("{other} ({tries} in {took})")),
+                    });
                 }
             }
         }
@@ -325,24 +411,31 @@ impl Client {
 
     fn send(
         &self,
-        method: Method,
-        url: &str,
-        body: Option<&[u8]>,
+        call: &Call<'_>,
+        t: &Timeouts,
     ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        let (url, body) = (call.url, call.body);
         let auth = self
             .token
             .as_ref()
             .map(|t| Zeroizing::new(format!("Bearer {}", t.expose_secret())));
         macro_rules! with_auth {
             ($r:expr) => {{
-                let r = $r;
+                let r = $r
+                    .config()
+                    .timeout_connect(Some(t.connect))
+                    .timeout_recv_response(Some(t.each))
+                    .timeout_per_read(Some(t.each))
+                    .timeout_per_write(Some(t.each))
+                    .timeout_recv_body(t.body)
+                    .build();
                 match &auth {
                     Some(a) => r.header("Authorization", a.as_str()),
                     None => r,
                 }
             }};
         }
-        match method {
+        match call.method {
             Method::Get => with_auth!(self.agent.get(url)).call(),
             Method::Delete => with_auth!(self.agent.delete(url)).call(),
             Method::Put => with_auth!(self.agent.put(url))
@@ -375,18 +468,19 @@ impl Client {
             .unwrap_or_default();
         let (errcode, message, retry_after_ms) = parse_error_body(&body);
         match status {
-            429 => Step::Retry {
-                wait: retry_after_ms
+            429 => Step::Retry(RetryReason::RateLimited {
+                errcode,
+                asked: retry_after_ms
                     .map(Duration::from_millis)
                     .or(retry_after_header),
-                reason: format!("HTTP 429 {errcode}"),
-            },
+            }),
             // A request that is not safe to repeat is retried only on 503, which says the server
             // did not act (a 502/504 from a proxy may hide a request the server carried out).
-            500..=599 if idempotent || status == 503 => Step::Retry {
-                wait: None,
-                reason: format!("HTTP {status} {errcode}: {message}"),
-            },
+            500..=599 if idempotent || status == 503 => Step::Retry(RetryReason::Status {
+                status,
+                errcode,
+                message,
+            }),
             500..=599 => Step::Fail(ClientError::Server {
                 status,
                 errcode,
@@ -421,7 +515,15 @@ impl Client {
         what: &str,
         idempotent: bool,
     ) -> Result<T, ClientError> {
-        self.request(method, url, body, what, idempotent, |mut resp| {
+        let call = Call {
+            method,
+            url,
+            body,
+            what,
+            idempotent,
+            small_body: true,
+        };
+        self.request(&call, |mut resp, t| {
             match resp
                 .body_mut()
                 .with_config()
@@ -439,9 +541,14 @@ impl Client {
                     what: what.to_string(),
                     reason: format!("the body is larger than {n} bytes"),
                 }),
-                Err(e) => Step::Retry {
-                    wait: None,
-                    reason: format!("reading the response: {}", classify_transport(&e).1),
+                Err(e) => match classify_transport(&e, t) {
+                    Ok(reason @ RetryReason::TimedOut { .. }) => Step::Retry(reason),
+                    Ok(reason) => Step::Retry(RetryReason::Connection {
+                        detail: format!("reading the response: {reason}"),
+                    }),
+                    Err(fatal) => Step::Retry(RetryReason::Connection {
+                        detail: format!("reading the response: {fatal}"),
+                    }),
                 },
             }
         })
@@ -643,31 +750,32 @@ impl Client {
         // The callback may have written part of a response when a connection breaks; the
         // callers' sinks (a store transaction, a session set) tolerate seeing keys again.
         let mut user_err: Option<crate::Error> = None;
-        let res = self.request(
-            Method::Get,
-            &url,
-            None,
-            "the backup's keys",
-            true,
-            |mut resp| {
-                let reader = resp.body_mut().as_reader();
-                match stream::parse(reader, &shape, MAX_KEY_ENTRY, progress, &mut |k| {
-                    f(k).map_err(|e| {
-                        user_err = Some(e);
-                    })
-                }) {
-                    Ok(()) => Step::Done(()),
-                    Err(stream::StreamError::Sink) => Step::Done(()),
-                    Err(stream::StreamError::Io(reason)) => Step::Retry { wait: None, reason },
-                    Err(stream::StreamError::Json(reason)) => {
-                        Step::Fail(ClientError::BadResponse {
-                            what: "the backup's keys".into(),
-                            reason,
-                        })
-                    }
+        let call = Call {
+            method: Method::Get,
+            url: &url,
+            body: None,
+            what: "the backup's keys",
+            idempotent: true,
+            small_body: false,
+        };
+        let res = self.request(&call, |mut resp, _| {
+            let reader = resp.body_mut().as_reader();
+            match stream::parse(reader, &shape, MAX_KEY_ENTRY, progress, &mut |k| {
+                f(k).map_err(|e| {
+                    user_err = Some(e);
+                })
+            }) {
+                Ok(()) => Step::Done(()),
+                Err(stream::StreamError::Sink) => Step::Done(()),
+                Err(stream::StreamError::Io(detail)) => {
+                    Step::Retry(RetryReason::Connection { detail })
                 }
-            },
-        );
+                Err(stream::StreamError::Json(reason)) => Step::Fail(ClientError::BadResponse {
+                    what: "the backup's keys".into(),
+                    reason,
+                }),
+            }
+        });
         if let Some(e) = user_err {
             return Err(e);
         }
@@ -791,17 +899,28 @@ impl Client {
     }
 }
 
-/// Is a transport error worth retrying, and how to describe it (never with secrets).
-fn classify_transport(e: &ureq::Error) -> (bool, String) {
+/// Is a transport error worth retrying (`Ok`, and why), or not (`Err`, what failed)?
+/// Never describes it with a secret.
+fn classify_transport(e: &ureq::Error, t: &Timeouts) -> Result<RetryReason, String> {
+    let connection = |detail: String| Ok(RetryReason::Connection { detail });
     match e {
-        ureq::Error::Io(io) => (true, format!("connection error: {}", io.kind())),
-        ureq::Error::ConnectionFailed => (true, "connection failed".into()),
-        ureq::Error::HostNotFound => (true, "host not found".into()),
-        ureq::Error::Timeout(t) => (true, format!("timed out ({t})")),
-        ureq::Error::Tls(m) => (false, format!("TLS: {m}")),
-        ureq::Error::Protocol(p) => (true, format!("HTTP protocol error: {p}")),
-        ureq::Error::BadUri(_) => (false, "bad URL".into()),
-        other => (false, other.to_string()),
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+            Ok(RetryReason::TimedOut { after: t.each })
+        }
+        ureq::Error::Io(io) => connection(io.kind().to_string()),
+        ureq::Error::ConnectionFailed => connection("connection failed".into()),
+        ureq::Error::HostNotFound => connection("host not found".into()),
+        ureq::Error::Timeout(phase) => Ok(RetryReason::TimedOut {
+            after: match phase {
+                ureq::Timeout::Connect | ureq::Timeout::Resolve => t.connect,
+                ureq::Timeout::RecvBody => t.body.unwrap_or(t.each),
+                _ => t.each,
+            },
+        }),
+        ureq::Error::Tls(m) => Err(format!("TLS: {m}")),
+        ureq::Error::Protocol(p) => connection(format!("HTTP protocol error: {p}")),
+        ureq::Error::BadUri(_) => Err("bad URL".into()),
+        other => Err(other.to_string()),
     }
 }
 
@@ -810,22 +929,18 @@ fn maybe_sent(e: &ureq::Error) -> bool {
     !matches!(e, ureq::Error::ConnectionFailed | ureq::Error::HostNotFound)
 }
 
-fn last_error(reason: &str, base: &str) -> ClientError {
-    if let Some(rest) = reason.strip_prefix("HTTP ") {
-        let mut parts = rest.splitn(2, ' ');
-        let status = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-        let tail = parts.next().unwrap_or("");
-        let (errcode, message) = tail.split_once(": ").unwrap_or((tail, ""));
-        return ClientError::Server {
-            status,
-            errcode: errcode.to_string(),
-            message: message.to_string(),
-        };
+/// The path of a URL, without its query (for messages: the query may name a version, never
+/// a token, but the path is what says which endpoint failed).
+fn endpoint_path(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => u.path().to_string(),
+        Err(_) => url.split(['?', '#']).next().unwrap_or("").to_string(),
     }
-    ClientError::Unreachable {
-        url: base.to_string(),
-        reason: reason.to_string(),
-    }
+}
+
+/// Whole seconds, rounded up (a server asking for 1.5 s is told 2 s).
+fn round_up_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 /// Read at most `limit` bytes (for tests and small helpers).

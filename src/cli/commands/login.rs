@@ -22,7 +22,7 @@ pub fn run(ctx: &Context<'_>, a: LoginArgs) -> anyhow::Result<Code> {
     }
     // The store holds the login, so it must exist and be unlocked first.
     let store = ctx.open_store(Access::Write, false)?;
-    let cfg = client_config(&a.net)?;
+    let cfg = client_config(&a.net, ctx.ui)?;
     let base = match &a.net.homeserver {
         Some(h) => h.clone(),
         None => Client::discover(&a.user, &cfg)?,
@@ -81,7 +81,7 @@ pub fn logout(ctx: &Context<'_>, a: LogoutArgs) -> anyhow::Result<Code> {
     let client = mxkeys::client::Client::new(
         a.net.homeserver.as_deref().unwrap_or(&creds.homeserver),
         Some(mxkeys::secret::AccessToken::new(creds.access_token.clone())),
-        net::client_config(&a.net)?,
+        net::client_config(&a.net, ctx.ui)?,
     )?
     .with_cancel(crate::cli::output::interrupted);
     let server_said = match client.logout() {

@@ -13,6 +13,7 @@ use zeroize::Zeroizing;
 
 use super::Context;
 use crate::cli::exit::{CliError, Code};
+use crate::cli::output::Ui;
 use crate::cli::secrets_in::Source;
 use crate::cli::{BackupSecretArgs, NetArgs};
 
@@ -74,10 +75,22 @@ pub enum StoreUse {
     IfPresent(Access),
 }
 
-/// Client settings from the flags. `MXKEYS_RETRY_BASE_MS` shortens backoff (for tests).
-pub fn client_config(net: &NetArgs) -> anyhow::Result<ClientConfig> {
+/// Default of `--retry-for`: with the default `--timeout` (30 s) and backoff, a server that
+/// never answers gets three full attempts and a fourth cut short, and mxkeys gives up within
+/// two minutes whatever `--attempts` says.
+pub const DEFAULT_RETRY_FOR_SECS: u64 = 100;
+
+/// Client settings from the flags; retries are reported on stderr (see `retry_lines`).
+/// `MXKEYS_RETRY_BASE_MS` shortens backoff (for tests).
+pub fn client_config(net: &NetArgs, ui: &Ui) -> anyhow::Result<ClientConfig> {
+    let timeout = net.timeout.max(1);
     let mut retry = RetryPolicy {
         max_attempts: net.attempts,
+        max_total: Duration::from_secs(
+            net.retry_for
+                .unwrap_or(DEFAULT_RETRY_FOR_SECS.max(timeout))
+                .max(1),
+        ),
         ..RetryPolicy::default()
     };
     if let Some(ms) = std::env::var("MXKEYS_RETRY_BASE_MS")
@@ -96,8 +109,9 @@ pub fn client_config(net: &NetArgs) -> anyhow::Result<ClientConfig> {
     };
     Ok(ClientConfig {
         retry,
-        timeout: Duration::from_secs(net.timeout.max(1)),
+        timeout: Duration::from_secs(timeout),
         ca_pem,
+        on_retry: crate::cli::retry_lines::observer(ui),
     })
 }
 
@@ -133,7 +147,7 @@ fn warn_plain_http(ctx: &Context<'_>, url: &str) {
 
 /// Open a connection: a one-shot token when one is given, else the store's login.
 pub fn connect(ctx: &Context<'_>, net: &NetArgs, store_use: StoreUse) -> anyhow::Result<Conn> {
-    let cfg = client_config(net)?;
+    let cfg = client_config(net, ctx.ui)?;
     let tsrc = token_source(net);
     let access = match store_use {
         StoreUse::Required(a) | StoreUse::IfPresent(a) => a,
