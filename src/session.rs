@@ -793,7 +793,7 @@ struct Parser {
 }
 
 impl Parser {
-    fn start() -> Parser {
+    fn start(check: Check) -> Parser {
         use rayon::prelude::*;
         let (to, raw_rx) = std::sync::mpsc::sync_channel::<RawBatch>(1);
         let (parsed_tx, from) = std::sync::mpsc::sync_channel::<ParsedBatch>(1);
@@ -802,7 +802,7 @@ impl Parser {
                 let parsed = raw
                     .elements
                     .par_iter()
-                    .map(|(i, b)| (*i, ExportedSession::from_json(b)))
+                    .map(|(i, b)| (*i, ExportedSession::parse_json(b, check)))
                     .collect();
                 if parsed_tx.send((parsed, raw.oversized)).is_err() {
                     break;
@@ -852,10 +852,28 @@ impl std::fmt::Debug for SessionStream<'_> {
 }
 
 impl<'f> SessionStream<'f> {
-    /// A stream handing batches to `sink`.
+    /// A stream handing batches of fully validated sessions to `sink`.
     pub fn new(
         not_array: fn(String) -> crate::Error,
         sink: &'f mut dyn FnMut(Vec<ParsedEntry>) -> crate::Result<()>,
+    ) -> Self {
+        Self::with_check(not_array, sink, Check::Full)
+    }
+
+    /// A stream that checks each element's shape only (a session object with well-formed
+    /// fields and key), not that its Ed25519 key is a valid point: for showing a file's
+    /// contents, where nothing is imported, at a fraction of the cost.
+    pub fn shape_only(
+        not_array: fn(String) -> crate::Error,
+        sink: &'f mut dyn FnMut(Vec<ParsedEntry>) -> crate::Result<()>,
+    ) -> Self {
+        Self::with_check(not_array, sink, Check::Stored)
+    }
+
+    fn with_check(
+        not_array: fn(String) -> crate::Error,
+        sink: &'f mut dyn FnMut(Vec<ParsedEntry>) -> crate::Result<()>,
+        check: Check,
     ) -> Self {
         SessionStream {
             splitter: crate::export::ArraySplitter::new(),
@@ -863,7 +881,7 @@ impl<'f> SessionStream<'f> {
             oversized: Vec::new(),
             sink,
             not_array,
-            parser: Parser::start(),
+            parser: Parser::start(check),
             in_flight: false,
         }
     }

@@ -66,13 +66,34 @@ pub fn run(ctx: &Context<'_>, a: DecryptArgs) -> anyhow::Result<Code> {
         return Ok(Code::Success);
     }
 
-    // Nothing that is not a key export may reach the output, and a pipe cannot take bytes
-    // back: the plaintext is checked in a pass of its own before the output is even opened.
-    let checked = check(&mut u, &label, &bar).map_err(in_label)?;
-    let mut sink = Sink::open(out, a.out.force)?;
+    // Nothing that is not a key export may reach the output. A file is written while the
+    // plaintext is checked, in one pass, and appears only if every element is a session; a
+    // pipe cannot take bytes back, so for stdout the check is a pass of its own first.
+    let (checked, mut sink) = if to_stdout {
+        let checked = check(&mut u, &label, &bar, &mut |_| Ok(())).map_err(in_label)?;
+        (checked, None)
+    } else {
+        let mut sink = Sink::open(out, a.out.force)?;
+        let checked = check(&mut u, &label, &bar, &mut |pt| {
+            sink.write_all(pt).map_err(write_err)
+        })
+        .map_err(in_label)?;
+        (checked, Some(sink))
+    };
+    if !checked.rejected.is_empty() {
+        // The file written while checking holds the rejected elements too: it is never
+        // committed (an unnamed temporary file is simply gone).
+        sink = None;
+    }
+    let mut sink = match sink {
+        Some(s) => s,
+        None => Sink::open(out, a.out.force)?,
+    };
     let written = if checked.rejected.is_empty() {
-        u.decrypt_to(&bar, &mut |pt| sink.write_all(pt).map_err(write_err))
-            .map_err(in_label)?;
+        if to_stdout {
+            u.decrypt_to(&bar, &mut |pt| sink.write_all(pt).map_err(write_err))
+                .map_err(in_label)?;
+        }
         checked.entries
     } else {
         write_sessions_only(&mut u, &checked.rejected, &bar, &mut |b| {
@@ -91,11 +112,13 @@ pub fn run(ctx: &Context<'_>, a: DecryptArgs) -> anyhow::Result<Code> {
 }
 
 /// Pass 3a: the plaintext must be UTF-8 and a JSON array; each element is parsed and validated
-/// as a session (in parallel batches), and those that are not sessions are noted.
+/// as a session (in parallel batches), and those that are not sessions are noted. Every chunk
+/// of plaintext also goes to `tee` (the output file, when there is one).
 fn check(
     u: &mut UnlockedExport<std::fs::File>,
     label: &str,
     progress: &dyn Progress,
+    tee: &mut dyn FnMut(&[u8]) -> mxkeys::Result<()>,
 ) -> mxkeys::Result<Checked> {
     let mut c = Checked::default();
     let mut note = |batch: Vec<ParsedEntry>| -> mxkeys::Result<()> {
@@ -115,10 +138,11 @@ fn check(
         Ok(())
     };
     let mut utf8 = Utf8Check::default();
-    let mut stream = SessionStream::new(mxkeys::Error::NotAKeyExport, &mut note);
+    let mut stream = SessionStream::shape_only(mxkeys::Error::NotAKeyExport, &mut note);
     u.decrypt_to(progress, &mut |pt| {
         utf8.feed(pt)?;
-        stream.feed(pt)
+        stream.feed(pt)?;
+        tee(pt)
     })?;
     let entries = stream.finish()?;
     utf8.finish()?;
