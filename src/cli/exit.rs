@@ -273,7 +273,10 @@ pub fn classify(err: &anyhow::Error) -> (Code, Option<String>) {
                 ),
                 Error::Client(c) => Some(client_hint(c)),
                 Error::Recovery(r) => Some(hint_for_recovery(r).into()),
-                Error::Interrupted => None,
+                Error::Interrupted => Some(
+                    "stopped by Ctrl-C: no partial file was kept and the store's changes were rolled back; run the command again to finish"
+                        .into(),
+                ),
                 Error::Io { .. } => Some("check the path, permissions and free space".into()),
             };
             return (code_of_kind(e.kind()), hint);
