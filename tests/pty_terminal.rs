@@ -1,0 +1,712 @@
+//! mxkeys on a REAL pseudo-terminal, typed at as a person does (issue 8, part 2).
+//!
+//! Each test starts the real binary on a 120x30 pty (tests/common/pty.rs), answers its
+//! prompts, presses Ctrl-C, and asserts on the rendered screen: the prompt is visible while
+//! mxkeys waits, no progress bar is drawn while a prompt waits, a wrong passphrase is said to
+//! be wrong and asked again, Ctrl-C at a prompt exits 130 with the echo back on and nothing
+//! left behind, a long import's bar is labelled and ends in the summary line.
+//!
+//! Files are copied into the work directory and named relatively, as a person types them, so
+//! a prompt's `{label}` is the name as given. The store is the default one
+//! (`$XDG_DATA_HOME/mxkeys` under a temporary HOME), shown as `~/.local/share/mxkeys`.
+//!
+//! The login and backup tests need the real Synapse of `scripts/test-homeserver.sh run --`
+//! (as `scripts/test.sh` runs `cargo test`); without MXKEYS_TEST_HOMESERVER they print a skip
+//! line and pass, unless MXKEYS_TEST_DISALLOW_SKIP=1 makes that a failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use common::pty::{Frame, Term};
+use common::{Env, PASS, STORE_PASS, element, fixture};
+use serde_json::Value;
+
+/// The default store as prompts show it.
+const STORE_SHOWN: &str = "~/.local/share/mxkeys";
+/// A strong new passphrase for files written in the tests.
+const NEW_PASS: &str = "violet Tractor 93 quietly over the Lagoon";
+/// A weak one (zxcvbn score 0).
+const WEAK: &str = "password";
+
+fn store_prompt() -> String {
+    format!("Store passphrase (mxkeys store at {STORE_SHOWN}): ")
+}
+fn new_store_prompt() -> String {
+    format!("New store passphrase (mxkeys store at {STORE_SHOWN}): ")
+}
+const REPEAT_STORE: &str = "Repeat the new store passphrase: ";
+fn pass_prompt(label: &str) -> String {
+    format!("Passphrase for {label}: ")
+}
+fn new_prompt(label: &str) -> String {
+    format!("New passphrase for {label}: ")
+}
+fn repeat_prompt(label: &str) -> String {
+    format!("Repeat the new passphrase for {label}: ")
+}
+fn keep_prompt(label: &str) -> String {
+    format!("New passphrase for {label} (the same one again to keep it): ")
+}
+fn wrong_file(label: &str, left: &str) -> String {
+    format!("Wrong passphrase for {label} (or the file was modified); {left} left.")
+}
+const SECRET_PROMPT: &str = "Security Key, Security Phrase or recovery key: ";
+
+// ---------------------------------------------------------------------------------------------
+// Setup (without a terminal: plain runs with secrets in files)
+
+/// The default store directory.
+fn store_dir(env: &Env) -> PathBuf {
+    env.xdg_data_home().join("mxkeys")
+}
+
+/// Create the default store (cheap KDF) with STORE_PASS, without a terminal.
+fn init_store(env: &Env) {
+    let sp = env.store_pass_file();
+    env.cmd()
+        .args(["init", "--store-kdf-rounds", "1000", "--store-passphrase-file"])
+        .arg(sp)
+        .assert()
+        .success();
+}
+
+/// Import fixtures into the default store without a terminal; the JSON report.
+fn import_plain(env: &Env, files: &[&Path]) -> Value {
+    let sp = env.store_pass_file();
+    let pf = env.pass_file();
+    let out = env
+        .cmd()
+        .args(["--json", "import"])
+        .args(files)
+        .arg("--passphrase-file")
+        .arg(pf)
+        .arg("--store-passphrase-file")
+        .arg(sp)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", common::text(&out.stderr));
+    common::one_json(&out)
+}
+
+/// The sessions in the default store, as (room, session) pairs: exported without a terminal
+/// (outside the work directory) and decrypted independently.
+fn store_sessions(env: &Env) -> BTreeSet<(String, String)> {
+    let sp = env.store_pass_file();
+    let pf = env.pass_file();
+    let out = env.tmp.path().join("store-check.txt");
+    let _ = std::fs::remove_file(&out);
+    env.cmd()
+        .arg("export")
+        .arg("-o")
+        .arg(&out)
+        .args(["--rounds", "1000", "--passphrase-file"])
+        .arg(pf)
+        .arg("--store-passphrase-file")
+        .arg(sp)
+        .assert()
+        .success();
+    let got = file_ids(&out, PASS);
+    std::fs::remove_file(&out).unwrap();
+    got
+}
+
+/// How many sessions the default store holds (`list --json`, no passphrase needed).
+fn store_count(env: &Env) -> u64 {
+    let out = env.cmd().args(["--json", "list"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", common::text(&out.stderr));
+    common::one_json(&out)["sessions"].as_u64().unwrap()
+}
+
+/// Copy an export fixture into the work directory; its name there.
+fn copy_fixture(env: &Env, name: &str) -> String {
+    std::fs::copy(
+        fixture(&format!("export/{name}")),
+        env.path(name),
+    )
+    .unwrap();
+    name.to_string()
+}
+
+/// (room, session) of a plaintext fixture.
+fn plaintext_ids(name: &str) -> BTreeSet<(String, String)> {
+    ids(&common::read_sessions(&fixture(&format!(
+        "export/plaintext/{name}.json"
+    ))))
+}
+
+fn ids(sessions: &[Value]) -> BTreeSet<(String, String)> {
+    sessions
+        .iter()
+        .map(|s| {
+            (
+                s["room_id"].as_str().unwrap().to_string(),
+                s["session_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// (room, session) of an export file mxkeys wrote, decrypted independently.
+fn file_ids(path: &Path, pass: &str) -> BTreeSet<(String, String)> {
+    let pt = element::decrypt_file(path, pass.as_bytes()).plaintext;
+    ids(&serde_json::from_slice::<Vec<Value>>(&pt).unwrap())
+}
+
+/// Every file under `dir` with its bytes (a store's state).
+fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Assertions on screens
+
+/// No typed secret may ever be on screen (echo is off at a prompt).
+#[track_caller]
+fn assert_never_shown(t: &Term, secrets: &[&str]) {
+    for f in t.frames() {
+        for s in secrets {
+            assert!(
+                !f.text.contains(s),
+                "`{}`: a typed secret is on screen:\n{f}",
+                t.what
+            );
+        }
+    }
+}
+
+/// The final screen: no bar left, and the line `needle` on it.
+#[track_caller]
+fn assert_final(t: &Term, f: &Frame, needle: &str) {
+    assert!(
+        f.bars().is_empty(),
+        "`{}`: a bar is left on the final screen:\n{f}",
+        t.what
+    );
+    assert!(
+        f.text.contains(needle),
+        "`{}`: the final screen lacks {needle:?}:\n{f}",
+        t.what
+    );
+}
+
+/// The error of a failed run: `mxkeys: error: ...` and a `hint:` line on the final screen.
+#[track_caller]
+fn assert_error_screen(t: &Term, f: &Frame) {
+    assert!(
+        f.rows.iter().any(|r| r.starts_with("mxkeys: error: ")),
+        "`{}`: no error line on the final screen:\n{f}",
+        t.what
+    );
+    assert!(
+        f.rows.iter().any(|r| r.starts_with("hint: ")),
+        "`{}`: no hint line on the final screen:\n{f}",
+        t.what
+    );
+    assert!(f.bars().is_empty(), "bar left on screen:\n{f}");
+}
+
+/// Ctrl-C was pressed at a prompt: exit 130, echo on again, the work directory as before,
+/// the store as before.
+#[track_caller]
+fn assert_interrupted_cleanly(
+    t: &mut Term,
+    env: &Env,
+    work_before: &[String],
+    store_before: &[(PathBuf, Vec<u8>)],
+) {
+    let f = t.expect_exit(130);
+    assert!(
+        t.echo_on(),
+        "`{}`: the terminal's echo is still off after Ctrl-C; screen:\n{f}",
+        t.what
+    );
+    assert_eq!(
+        env.work_names(),
+        work_before,
+        "`{}`: files left in the work directory after Ctrl-C",
+        t.what
+    );
+    assert!(
+        tree(&store_dir(env)) == store_before,
+        "`{}`: the store changed after Ctrl-C",
+        t.what
+    );
+    assert!(f.bars().is_empty(), "bar left on screen:\n{f}");
+}
+
+/// Print a screen into the test's output (shown with --nocapture, and on failure).
+fn show(title: &str, f: &Frame) {
+    println!("--- {title}\n{f}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// init
+
+#[test]
+fn init_asks_for_the_new_store_passphrase_twice() {
+    let env = Env::new();
+    let mut t = Term::spawn(&env, &["init", "--store-kdf-rounds", "1000"]);
+    let first = t.answer(&new_store_prompt(), STORE_PASS);
+    show("init: first prompt", &first);
+    let second = t.answer(REPEAT_STORE, STORE_PASS);
+    show("init: repeat prompt", &second);
+    let f = t.expect_exit(0);
+    show("init: final", &f);
+    assert_final(&t, &f, "Created a sealed key store at");
+    assert_never_shown(&t, &[STORE_PASS]);
+    // The passphrase typed is the store's: a plain import with it in a file works.
+    copy_fixture(&env, "element-three.txt");
+    let r = import_plain(&env, &[Path::new("element-three.txt")]);
+    assert_eq!(store_sessions(&env), plaintext_ids("element-three"), "{r}");
+}
+
+#[test]
+fn init_ctrl_c_at_the_repeat_prompt_creates_no_store() {
+    let env = Env::new();
+    let work = env.work_names();
+    let mut t = Term::spawn(&env, &["init", "--store-kdf-rounds", "1000"]);
+    t.answer(&new_store_prompt(), STORE_PASS);
+    t.wait_for_prompt(REPEAT_STORE);
+    t.ctrl_c();
+    assert_interrupted_cleanly(&mut t, &env, &work, &[]);
+    assert!(
+        !store_dir(&env).exists() || common::dir_names(&store_dir(&env)).is_empty(),
+        "a store was left: {:?}",
+        common::dir_names(&store_dir(&env))
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// import
+
+#[test]
+fn import_one_file_shows_both_prompts_and_the_summary() {
+    let env = Env::new();
+    init_store(&env);
+    let label = copy_fixture(&env, "element-three.txt");
+    let mut t = Term::spawn(&env, &["import", &label]);
+    let asked = t.converse(&[(&store_prompt(), STORE_PASS), (&pass_prompt(&label), PASS)]);
+    for (p, f) in &asked {
+        show(&format!("import: waiting at {p:?}"), f);
+    }
+    let prompts: BTreeSet<&str> = asked.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        prompts,
+        BTreeSet::from([store_prompt().as_str(), pass_prompt(&label).as_str()]),
+        "each prompt once"
+    );
+    assert_eq!(asked.len(), 2);
+    let f = t.expect_exit(0);
+    show("import: final", &f);
+    assert_final(&t, &f, "Imported 3 new sessions");
+    assert_never_shown(&t, &[STORE_PASS, PASS]);
+    assert_eq!(store_sessions(&env), plaintext_ids("element-three"));
+}
+
+#[test]
+fn import_wrong_then_right_file_passphrase() {
+    let env = Env::new();
+    init_store(&env);
+    let label = copy_fixture(&env, "element-three.txt");
+    let mut t = Term::spawn(&env, &["import", &label]);
+    let mut file_asks = 0;
+    let asked = t.converse_fn(|f| {
+        if f.prompt_is(&store_prompt()) {
+            return Some((store_prompt(), STORE_PASS.into()));
+        }
+        if f.prompt_is(&pass_prompt(&label)) {
+            file_asks += 1;
+            let a = if file_asks < 3 { "wrong one" } else { PASS };
+            return Some((pass_prompt(&label), a.into()));
+        }
+        None
+    });
+    let file: Vec<&Frame> = asked
+        .iter()
+        .filter(|(p, _)| *p == pass_prompt(&label))
+        .map(|(_, f)| f)
+        .collect();
+    assert_eq!(file.len(), 3, "asked three times");
+    show("import: after one wrong passphrase", file[1]);
+    show("import: after two wrong passphrases", file[2]);
+    assert!(
+        file[1].text.contains(&wrong_file(&label, "2 tries")),
+        "no 'wrong' line after the first wrong passphrase:\n{}",
+        file[1]
+    );
+    assert!(
+        file[2].text.contains(&wrong_file(&label, "1 try")),
+        "no 'wrong' line after the second wrong passphrase:\n{}",
+        file[2]
+    );
+    let f = t.expect_exit(0);
+    show("import: final", &f);
+    assert_final(&t, &f, "Imported 3 new sessions");
+    assert_eq!(store_sessions(&env), plaintext_ids("element-three"));
+}
+
+#[test]
+fn import_three_wrong_file_passphrases_fail_with_12() {
+    let env = Env::new();
+    init_store(&env);
+    let label = copy_fixture(&env, "element-three.txt");
+    let mut t = Term::spawn(&env, &["import", &label]);
+    let asked = t.converse(&[
+        (&store_prompt(), STORE_PASS),
+        (&pass_prompt(&label), "wrong again"),
+    ]);
+    assert_eq!(
+        asked
+            .iter()
+            .filter(|(p, _)| *p == pass_prompt(&label))
+            .count(),
+        3
+    );
+    let f = t.expect_exit(12);
+    show("import: three wrong passphrases", &f);
+    assert_error_screen(&t, &f);
+    assert_eq!(store_count(&env), 0);
+}
+
+#[test]
+fn import_wrong_then_right_store_passphrase() {
+    let env = Env::new();
+    init_store(&env);
+    let label = copy_fixture(&env, "element-three.txt");
+    let mut t = Term::spawn(&env, &["import", &label]);
+    let mut store_asks = 0;
+    let asked = t.converse_fn(|f| {
+        if f.prompt_is(&store_prompt()) {
+            store_asks += 1;
+            let a = if store_asks == 1 { PASS } else { STORE_PASS };
+            return Some((store_prompt(), a.into()));
+        }
+        if f.prompt_is(&pass_prompt(&label)) {
+            return Some((pass_prompt(&label), PASS.into()));
+        }
+        None
+    });
+    let store: Vec<&Frame> = asked
+        .iter()
+        .filter(|(p, _)| *p == store_prompt())
+        .map(|(_, f)| f)
+        .collect();
+    assert_eq!(store.len(), 2, "the store passphrase asked twice");
+    show("import: after a wrong store passphrase", store[1]);
+    assert!(
+        store[1]
+            .text
+            .contains("Wrong store passphrase; 2 tries left."),
+        "{}",
+        store[1]
+    );
+    let f = t.expect_exit(0);
+    assert_final(&t, &f, "Imported 3 new sessions");
+}
+
+#[test]
+fn import_several_files() {
+    let env = Env::new();
+    init_store(&env);
+    let a = copy_fixture(&env, "element-three.txt");
+    let b = copy_fixture(&env, "wasm-three.txt");
+    let c = copy_fixture(&env, "wasm-one.txt");
+    let mut t = Term::spawn(&env, &["import", &a, &b, &c]);
+    let asked = t.converse(&[
+        (&store_prompt(), STORE_PASS),
+        (&pass_prompt(&a), PASS),
+        (&pass_prompt(&b), PASS),
+        (&pass_prompt(&c), PASS),
+    ]);
+    for (p, f) in &asked {
+        show(&format!("import of three files: waiting at {p:?}"), f);
+    }
+    let prompts: Vec<&str> = asked.iter().map(|(p, _)| p.as_str()).collect();
+    assert!(prompts.contains(&pass_prompt(&a).as_str()), "{prompts:?}");
+    let f = t.expect_exit(0);
+    show("import of three files: final", &f);
+    let mut want = plaintext_ids("element-three");
+    want.extend(plaintext_ids("wasm-three"));
+    want.extend(plaintext_ids("wasm-one"));
+    assert_final(
+        &t,
+        &f,
+        &format!("Imported {} new sessions", want.len()),
+    );
+    assert_eq!(store_sessions(&env), want);
+}
+
+#[test]
+fn long_import_draws_a_labelled_bar_then_the_summary() {
+    let env = Env::new();
+    init_store(&env);
+    let label = copy_fixture(&env, "element-thousand.txt");
+    let mut t = Term::spawn(&env, &["import", &label]);
+    let asked = t.converse(&[(&store_prompt(), STORE_PASS), (&pass_prompt(&label), PASS)]);
+    assert_eq!(asked.len(), 2);
+    let f = t.expect_exit(0);
+    show("long import: final", &f);
+    let bars: Vec<(String, Frame)> = t
+        .frames()
+        .into_iter()
+        .flat_map(|f| f.bars().into_iter().map(move |b| (b, f.clone())))
+        .collect();
+    let distinct: BTreeSet<&str> = bars.iter().map(|(b, _)| b.as_str()).collect();
+    println!("long import: {} distinct bar rows drawn", distinct.len());
+    for b in &distinct {
+        println!("  {b}");
+    }
+    assert!(
+        !bars.is_empty(),
+        "no progress bar was ever on screen during the import; final screen:\n{f}"
+    );
+    show("long import: a bar", &bars[bars.len() / 2].1);
+    assert!(
+        bars.iter()
+            .all(|(b, _)| b.contains("decrypting") || b.contains("importing")),
+        "a bar without its work's label: {distinct:?}"
+    );
+    assert_final(&t, &f, "Imported 1000 new sessions");
+}
+
+// ---------------------------------------------------------------------------------------------
+// export, merge, reencrypt
+
+/// A store holding element-three.
+fn store_with_three() -> Env {
+    let env = Env::new();
+    init_store(&env);
+    copy_fixture(&env, "element-three.txt");
+    import_plain(&env, &[Path::new("element-three.txt")]);
+    std::fs::remove_file(env.path("element-three.txt")).unwrap();
+    env
+}
+
+#[test]
+fn export_asks_for_the_new_passphrase_twice() {
+    let env = store_with_three();
+    let out = "keys-out.txt";
+    let mut t = Term::spawn(&env, &["export", "-o", out, "--rounds", "1000"]);
+    let asked = t.converse(&[
+        (&store_prompt(), STORE_PASS),
+        (&new_prompt(out), NEW_PASS),
+        (&repeat_prompt(out), NEW_PASS),
+    ]);
+    for (p, f) in &asked {
+        show(&format!("export: waiting at {p:?}"), f);
+    }
+    let prompts: Vec<String> = asked.iter().map(|(p, _)| p.clone()).collect();
+    let i = prompts.iter().position(|p| *p == new_prompt(out)).unwrap();
+    assert_eq!(prompts.get(i + 1), Some(&repeat_prompt(out)), "{prompts:?}");
+    assert_eq!(prompts.len(), 3, "{prompts:?}");
+    let f = t.expect_exit(0);
+    show("export: final", &f);
+    assert_final(&t, &f, &format!("Exported 3 sessions from"));
+    assert_never_shown(&t, &[STORE_PASS, NEW_PASS]);
+    assert_eq!(file_ids(&env.path(out), NEW_PASS), plaintext_ids("element-three"));
+}
+
+#[test]
+fn export_weak_passphrase_typed_again_is_kept() {
+    let env = store_with_three();
+    let out = "weak.txt";
+    let mut t = Term::spawn(&env, &["export", "-o", out, "--rounds", "1000"]);
+    let asked = t.converse(&[
+        (&store_prompt(), STORE_PASS),
+        (&keep_prompt(out), WEAK),
+        (&new_prompt(out), WEAK),
+        (&repeat_prompt(out), WEAK),
+    ]);
+    let prompts: Vec<String> = asked.iter().map(|(p, _)| p.clone()).collect();
+    let i = prompts.iter().position(|p| *p == new_prompt(out)).unwrap();
+    assert_eq!(
+        prompts[i..],
+        [new_prompt(out), keep_prompt(out), repeat_prompt(out)],
+        "{prompts:?}"
+    );
+    let keep = &asked[i + 1].1;
+    show("export: weak passphrase warning", keep);
+    assert!(
+        keep.rows.iter().any(|r| r.starts_with("This passphrase is weak")),
+        "no weakness warning above the prompt:\n{keep}"
+    );
+    let f = t.expect_exit(0);
+    show("export (weak kept): final", &f);
+    assert_final(&t, &f, "Exported 3 sessions from");
+    assert_eq!(file_ids(&env.path(out), WEAK), plaintext_ids("element-three"));
+}
+
+#[test]
+fn export_weak_then_strong_passphrase_uses_the_strong_one() {
+    let env = store_with_three();
+    let out = "strong.txt";
+    let mut t = Term::spawn(&env, &["export", "-o", out, "--rounds", "1000"]);
+    let asked = t.converse(&[
+        (&store_prompt(), STORE_PASS),
+        (&keep_prompt(out), NEW_PASS),
+        (&new_prompt(out), WEAK),
+        (&repeat_prompt(out), NEW_PASS),
+    ]);
+    let prompts: Vec<String> = asked.iter().map(|(p, _)| p.clone()).collect();
+    let i = prompts.iter().position(|p| *p == new_prompt(out)).unwrap();
+    assert_eq!(
+        prompts[i..],
+        [new_prompt(out), keep_prompt(out), repeat_prompt(out)],
+        "{prompts:?}"
+    );
+    let f = t.expect_exit(0);
+    assert_final(&t, &f, "Exported 3 sessions from");
+    assert_eq!(file_ids(&env.path(out), NEW_PASS), plaintext_ids("element-three"));
+}
+
+#[test]
+fn export_ctrl_c_at_the_new_passphrase_prompt_leaves_nothing() {
+    let env = store_with_three();
+    let work = env.work_names();
+    let store = tree(&store_dir(&env));
+    let out = "never.txt";
+    let mut t = Term::spawn(&env, &["export", "-o", out, "--rounds", "1000"]);
+    interrupt_at(
+        &mut t,
+        &env,
+        &work,
+        &store,
+        &[(&store_prompt(), STORE_PASS)],
+        &new_prompt(out),
+    );
+}
+
+/// Used by the Ctrl-C tests: answer the store prompt if it comes first, wait for `prompt`,
+/// press Ctrl-C, and check that nothing is left.
+fn interrupt_at(
+    t: &mut Term,
+    env: &Env,
+    work: &[String],
+    store: &[(PathBuf, Vec<u8>)],
+    answers: &[(&str, &str)],
+    prompt: &str,
+) {
+    loop {
+        let f = t.wait_for_screen(&format!("{prompt:?} or an earlier prompt"), |f| {
+            t.reading_terminal()
+                && (f.prompt_is(prompt) || answers.iter().any(|(p, _)| f.prompt_is(p)))
+        });
+        if f.prompt_is(prompt) {
+            break;
+        }
+        let (p, a) = answers.iter().find(|(p, _)| f.prompt_is(p)).unwrap();
+        t.answer(p, a);
+    }
+    let waiting = t.wait_for_prompt(prompt);
+    show(&format!("{}: before Ctrl-C", t.what), &waiting);
+    t.ctrl_c();
+    assert_interrupted_cleanly(t, env, work, store);
+    show(&format!("{}: after Ctrl-C", t.what), &t.screen());
+}
+
+#[test]
+fn merge_two_files_into_a_new_one() {
+    let env = Env::new();
+    let a = copy_fixture(&env, "element-three.txt");
+    let b = copy_fixture(&env, "wasm-three.txt");
+    let out = "merged.txt";
+    let mut t = Term::spawn(&env, &["merge", &a, &b, "-o", out, "--rounds", "1000"]);
+    let asked = t.converse(&[
+        (&pass_prompt(&a), PASS),
+        (&pass_prompt(&b), PASS),
+        (&new_prompt(out), NEW_PASS),
+        (&repeat_prompt(out), NEW_PASS),
+    ]);
+    for (p, f) in &asked {
+        show(&format!("merge: waiting at {p:?}"), f);
+    }
+    let prompts: Vec<String> = asked.iter().map(|(p, _)| p.clone()).collect();
+    assert!(prompts.contains(&pass_prompt(&a)), "{prompts:?}");
+    assert!(prompts.contains(&new_prompt(out)), "{prompts:?}");
+    assert!(prompts.contains(&repeat_prompt(out)), "{prompts:?}");
+    let f = t.expect_exit(0);
+    show("merge: final", &f);
+    assert!(f.bars().is_empty(), "{f}");
+    let mut want = plaintext_ids("element-three");
+    want.extend(plaintext_ids("wasm-three"));
+    assert_eq!(file_ids(&env.path(out), NEW_PASS), want);
+}
+
+#[test]
+fn reencrypt_asks_for_the_old_and_the_new_passphrase() {
+    let env = Env::new();
+    let a = copy_fixture(&env, "element-three.txt");
+    let out = "re.txt";
+    let mut t = Term::spawn(&env, &["reencrypt", &a, "-o", out, "--rounds", "1000"]);
+    let asked = t.converse(&[
+        (&pass_prompt(&a), PASS),
+        (&new_prompt(out), NEW_PASS),
+        (&repeat_prompt(out), NEW_PASS),
+    ]);
+    let prompts: Vec<String> = asked.iter().map(|(p, _)| p.clone()).collect();
+    assert_eq!(
+        prompts,
+        [pass_prompt(&a), new_prompt(out), repeat_prompt(out)]
+    );
+    let f = t.expect_exit(0);
+    show("reencrypt: final", &f);
+    assert!(f.bars().is_empty(), "{f}");
+    assert_eq!(file_ids(&env.path(out), NEW_PASS), plaintext_ids("element-three"));
+}
+
+#[test]
+fn reencrypt_ctrl_c_at_the_repeat_prompt_leaves_nothing() {
+    let env = Env::new();
+    let a = copy_fixture(&env, "element-three.txt");
+    let work = env.work_names();
+    let out = "re.txt";
+    let mut t = Term::spawn(&env, &["reencrypt", &a, "-o", out, "--rounds", "1000"]);
+    interrupt_at(
+        &mut t,
+        &env,
+        &work,
+        &[],
+        &[(&pass_prompt(&a), PASS), (&new_prompt(out), NEW_PASS)],
+        &repeat_prompt(out),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// recovery-key check (offline)
+
+#[test]
+fn recovery_key_check_offline_asks_for_the_key() {
+    let env = Env::new();
+    env.cmd()
+        .args(["recovery-key", "generate", "-o", "rk.txt"])
+        .assert()
+        .success();
+    let key = std::fs::read_to_string(env.path("rk.txt")).unwrap();
+    let key = key.trim();
+    let mut t = Term::spawn(&env, &["recovery-key", "check", "--offline"]);
+    let w = t.answer(SECRET_PROMPT, key);
+    show("recovery-key check: waiting", &w);
+    let f = t.expect_exit(0);
+    show("recovery-key check: final", &f);
+    assert_final(&t, &f, "This is a well-formed recovery key");
+    assert_never_shown(&t, &[key]);
+}
