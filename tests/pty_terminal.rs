@@ -67,7 +67,12 @@ fn store_dir(env: &Env) -> PathBuf {
 fn init_store(env: &Env) {
     let sp = env.store_pass_file();
     env.cmd()
-        .args(["init", "--store-kdf-rounds", "1000", "--store-passphrase-file"])
+        .args([
+            "init",
+            "--store-kdf-rounds",
+            "1000",
+            "--store-passphrase-file",
+        ])
         .arg(sp)
         .assert()
         .success();
@@ -122,11 +127,7 @@ fn store_count(env: &Env) -> u64 {
 
 /// Copy an export fixture into the work directory; its name there.
 fn copy_fixture(env: &Env, name: &str) -> String {
-    std::fs::copy(
-        fixture(&format!("export/{name}")),
-        env.path(name),
-    )
-    .unwrap();
+    std::fs::copy(fixture(&format!("export/{name}")), env.path(name)).unwrap();
     name.to_string()
 }
 
@@ -256,6 +257,50 @@ fn assert_interrupted_cleanly(
 /// Print a screen into the test's output (shown with --nocapture, and on failure).
 fn show(title: &str, f: &Frame) {
     println!("--- {title}\n{f}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The harness itself: its checks see a prompt, a bar, echo left off, and Ctrl-C.
+
+#[test]
+fn harness_sees_prompts_bars_echo_and_ctrl_c() {
+    let env = Env::new();
+    // A prompt with echo off, answered; then a bar drawn and erased; then a summary.
+    let script = r#"stty -echo; printf 'Secret for x: ' >/dev/tty; read s </dev/tty; stty echo; echo
+printf '  working [=====>          ]  40%% eta 1s'; sleep 0.3; printf '\r\033[2K'; echo "Done: $s""#;
+    let mut t = Term::spawn_program(&env, Path::new("sh"), &["-c", script], &[]);
+    let w = t.wait_for_prompt("Secret for x: ");
+    assert!(w.bars().is_empty());
+    t.type_line("hello");
+    let f = t.expect_exit(0);
+    assert!(f.text.contains("Done: hello"), "{f}");
+    assert!(
+        f.bars().is_empty(),
+        "the erased bar is not on the final screen:\n{f}"
+    );
+    assert!(
+        t.frames().iter().any(|f| !f.bars().is_empty()),
+        "the bar was seen while it was drawn"
+    );
+    assert_never_shown(&t, &["Secret for x: hello"]);
+    assert!(t.echo_on());
+    // Ctrl-C at a prompt of a program that leaves echo off: seen as 130 with echo off.
+    let script = r#"stty -echo; printf 'Secret: ' >/dev/tty; read s </dev/tty"#;
+    let mut t = Term::spawn_program(&env, Path::new("sh"), &["-c", script], &[]);
+    t.wait_for_prompt("Secret: ");
+    t.ctrl_c();
+    assert_eq!(t.exit_code(), 130);
+    assert!(!t.echo_on(), "echo left off is detected");
+    // A bar drawn while a prompt waits is caught.
+    let script = r#"printf '[==========>   ]  50%% eta 2s\n' ; printf 'Pass: '; read s"#;
+    let t = Term::spawn_program(&env, Path::new("sh"), &["-c", script], &[]);
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        t.wait_for_prompt("Pass: ");
+    }));
+    assert!(
+        caught.is_err(),
+        "a bar above a waiting prompt must fail the check"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -447,11 +492,7 @@ fn import_several_files() {
     let mut want = plaintext_ids("element-three");
     want.extend(plaintext_ids("wasm-three"));
     want.extend(plaintext_ids("wasm-one"));
-    assert_final(
-        &t,
-        &f,
-        &format!("Imported {} new sessions", want.len()),
-    );
+    assert_final(&t, &f, &format!("Imported {} new sessions", want.len()));
     assert_eq!(store_sessions(&env), want);
 }
 
@@ -522,7 +563,10 @@ fn export_asks_for_the_new_passphrase_twice() {
     show("export: final", &f);
     assert_final(&t, &f, &format!("Exported 3 sessions from"));
     assert_never_shown(&t, &[STORE_PASS, NEW_PASS]);
-    assert_eq!(file_ids(&env.path(out), NEW_PASS), plaintext_ids("element-three"));
+    assert_eq!(
+        file_ids(&env.path(out), NEW_PASS),
+        plaintext_ids("element-three")
+    );
 }
 
 #[test]
@@ -546,13 +590,18 @@ fn export_weak_passphrase_typed_again_is_kept() {
     let keep = &asked[i + 1].1;
     show("export: weak passphrase warning", keep);
     assert!(
-        keep.rows.iter().any(|r| r.starts_with("This passphrase is weak")),
+        keep.rows
+            .iter()
+            .any(|r| r.starts_with("This passphrase is weak")),
         "no weakness warning above the prompt:\n{keep}"
     );
     let f = t.expect_exit(0);
     show("export (weak kept): final", &f);
     assert_final(&t, &f, "Exported 3 sessions from");
-    assert_eq!(file_ids(&env.path(out), WEAK), plaintext_ids("element-three"));
+    assert_eq!(
+        file_ids(&env.path(out), WEAK),
+        plaintext_ids("element-three")
+    );
 }
 
 #[test]
@@ -575,7 +624,10 @@ fn export_weak_then_strong_passphrase_uses_the_strong_one() {
     );
     let f = t.expect_exit(0);
     assert_final(&t, &f, "Exported 3 sessions from");
-    assert_eq!(file_ids(&env.path(out), NEW_PASS), plaintext_ids("element-three"));
+    assert_eq!(
+        file_ids(&env.path(out), NEW_PASS),
+        plaintext_ids("element-three")
+    );
 }
 
 #[test]
@@ -670,7 +722,10 @@ fn reencrypt_asks_for_the_old_and_the_new_passphrase() {
     let f = t.expect_exit(0);
     show("reencrypt: final", &f);
     assert!(f.bars().is_empty(), "{f}");
-    assert_eq!(file_ids(&env.path(out), NEW_PASS), plaintext_ids("element-three"));
+    assert_eq!(
+        file_ids(&env.path(out), NEW_PASS),
+        plaintext_ids("element-three")
+    );
 }
 
 #[test]
@@ -709,4 +764,291 @@ fn recovery_key_check_offline_asks_for_the_key() {
     show("recovery-key check: final", &f);
     assert_final(&t, &f, "This is a well-formed recovery key");
     assert_never_shown(&t, &[key]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// login and backup, against the real Synapse
+
+/// The test homeserver from `scripts/test-homeserver.sh run --`.
+struct Hs {
+    base: String,
+    secret: String,
+}
+
+/// The homeserver, or `None` after a skip line; a failure instead with
+/// MXKEYS_TEST_DISALLOW_SKIP=1.
+fn homeserver() -> Option<Hs> {
+    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    match (
+        get("MXKEYS_TEST_HOMESERVER"),
+        get("MXKEYS_TEST_REGISTRATION_SECRET"),
+    ) {
+        (Some(base), Some(secret)) => Some(Hs {
+            base: base.trim().trim_end_matches('/').to_string(),
+            secret: secret.trim().to_string(),
+        }),
+        _ => {
+            assert!(
+                std::env::var("MXKEYS_TEST_DISALLOW_SKIP").as_deref() != Ok("1"),
+                "MXKEYS_TEST_DISALLOW_SKIP=1 but there is no test homeserver: run scripts/test-homeserver.sh run -- cargo test --test pty_terminal"
+            );
+            println!(
+                "skipping: no test homeserver (run scripts/test-homeserver.sh run -- cargo test --test pty_terminal)"
+            );
+            None
+        }
+    }
+}
+
+macro_rules! require_hs {
+    () => {
+        match homeserver() {
+            Some(hs) => hs,
+            None => return,
+        }
+    };
+}
+
+/// A user on the homeserver (registered with scripts/register_user.py).
+struct User {
+    id: String,
+    password: String,
+}
+
+fn register(hs: &Hs, prefix: &str) -> User {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let local = format!(
+        "pty-{prefix}-{}-{}-{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    );
+    let password = format!("pw-{local}-Q7!");
+    let out = std::process::Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/register_user.py"))
+        .arg(&local)
+        .arg(&password)
+        .env("MXKEYS_TEST_HOMESERVER", &hs.base)
+        .env("MXKEYS_TEST_REGISTRATION_SECRET", &hs.secret)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    User {
+        id: v["user_id"].as_str().unwrap().to_string(),
+        password,
+    }
+}
+
+/// `mxkeys` without a terminal, with the store passphrase in a file.
+fn plain(env: &Env, args: &[&str]) -> std::process::Output {
+    let sp = env.store_pass_file();
+    env.cmd()
+        .args(args)
+        .arg("--store-passphrase-file")
+        .arg(sp)
+        .output()
+        .unwrap()
+}
+
+#[track_caller]
+fn plain_ok(env: &Env, args: &[&str]) -> std::process::Output {
+    let out = plain(env, args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "mxkeys {args:?}: {}",
+        common::text(&out.stderr)
+    );
+    out
+}
+
+/// A default store logged in as `user`, set up without a terminal.
+fn logged_in(hs: &Hs, user: &User) -> Env {
+    let env = Env::new();
+    init_store(&env);
+    let pw = env.write_secret("password.txt", format!("{}\n", user.password));
+    plain_ok(
+        &env,
+        &[
+            "login",
+            "--user",
+            &user.id,
+            "--homeserver",
+            &hs.base,
+            "--password-file",
+            pw.to_str().unwrap(),
+        ],
+    );
+    env
+}
+
+#[test]
+fn login_asks_for_the_store_passphrase_and_the_password() {
+    let hs = require_hs!();
+    let user = register(&hs, "login");
+    let env = Env::new();
+    init_store(&env);
+    let pw_prompt = format!("Password for {}: ", user.id);
+    let mut t = Term::spawn(
+        &env,
+        &["login", "--user", &user.id, "--homeserver", &hs.base],
+    );
+    let asked = t.converse(&[(&store_prompt(), STORE_PASS), (&pw_prompt, &user.password)]);
+    for (p, f) in &asked {
+        show(&format!("login: waiting at {p:?}"), f);
+    }
+    let prompts: BTreeSet<&str> = asked.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        prompts,
+        BTreeSet::from([store_prompt().as_str(), pw_prompt.as_str()])
+    );
+    let f = t.expect_exit(0);
+    show("login: final", &f);
+    assert_final(&t, &f, &format!("Logged in as {}", user.id));
+    assert_never_shown(&t, &[STORE_PASS, &user.password]);
+    // The login is in the store: a plain `backup info` gets as far as "no backup" (10).
+    let out = plain(&env, &["backup", "info"]);
+    assert_eq!(out.status.code(), Some(10), "{}", common::text(&out.stderr));
+}
+
+#[test]
+fn login_ctrl_c_at_the_password_prompt_changes_nothing() {
+    let hs = require_hs!();
+    let user = register(&hs, "login-int");
+    let env = Env::new();
+    init_store(&env);
+    let work = env.work_names();
+    let store = tree(&store_dir(&env));
+    let mut t = Term::spawn(
+        &env,
+        &["login", "--user", &user.id, "--homeserver", &hs.base],
+    );
+    interrupt_at(
+        &mut t,
+        &env,
+        &work,
+        &store,
+        &[(&store_prompt(), STORE_PASS)],
+        &format!("Password for {}: ", user.id),
+    );
+}
+
+#[test]
+fn backup_upload_download_check_and_delete_at_the_terminal() {
+    let hs = require_hs!();
+    let user = register(&hs, "backup");
+    // Device A makes the backup and uploads an export file to it.
+    let a = logged_in(&hs, &user);
+    let rk_path = a.path("rk.txt");
+    let out = plain_ok(
+        &a,
+        &[
+            "--json",
+            "backup",
+            "create",
+            "-o",
+            rk_path.to_str().unwrap(),
+        ],
+    );
+    let version = common::one_json(&out)["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rk = std::fs::read_to_string(&rk_path)
+        .unwrap()
+        .trim()
+        .to_string();
+    let file = copy_fixture(&a, "element-three.txt");
+    let mut t = Term::spawn(&a, &["backup", "upload", &file]);
+    let asked = t.converse(&[
+        (&store_prompt(), STORE_PASS),
+        (&pass_prompt(&file), PASS),
+        (SECRET_PROMPT, &rk),
+    ]);
+    for (p, f) in &asked {
+        show(&format!("backup upload: waiting at {p:?}"), f);
+    }
+    assert!(
+        asked.iter().any(|(p, _)| *p == pass_prompt(&file)),
+        "{:?}",
+        asked.iter().map(|(p, _)| p).collect::<Vec<_>>()
+    );
+    let f = t.expect_exit(0);
+    show("backup upload: final", &f);
+    assert_final(
+        &t,
+        &f,
+        &format!("Uploaded 3 keys to backup version {version}"),
+    );
+    assert_never_shown(&t, &[STORE_PASS, PASS, &rk]);
+
+    // Device B, with no key cached, downloads: it must ask for the secret.
+    let b = logged_in(&hs, &user);
+    let mut t = Term::spawn(&b, &["backup", "download"]);
+    let asked = t.converse(&[(&store_prompt(), STORE_PASS), (SECRET_PROMPT, &rk)]);
+    for (p, f) in &asked {
+        show(&format!("backup download: waiting at {p:?}"), f);
+    }
+    assert!(
+        asked.iter().any(|(p, _)| p == SECRET_PROMPT),
+        "the secret was not asked for"
+    );
+    let f = t.expect_exit(0);
+    show("backup download: final", &f);
+    assert_final(&t, &f, "Downloaded 3 keys: 3 new");
+    assert_never_shown(&t, &[STORE_PASS, &rk]);
+    assert_eq!(store_sessions(&b), plaintext_ids("element-three"));
+
+    // recovery-key check against the server, on device B.
+    let mut t = Term::spawn(&b, &["recovery-key", "check"]);
+    t.converse(&[(&store_prompt(), STORE_PASS), (SECRET_PROMPT, &rk)]);
+    let f = t.expect_exit(0);
+    show("recovery-key check: final", &f);
+    assert_final(
+        &t,
+        &f,
+        &format!("it unlocks backup version {version} (3 keys)"),
+    );
+
+    // backup delete without --yes asks; "n" keeps the backup.
+    let confirm =
+        format!("About to delete backup version {version} and the 3 keys in it. Continue? [y/N] ");
+    let mut t = Term::spawn(&a, &["backup", "delete", "--version", &version]);
+    let asked = t.converse(&[(&store_prompt(), STORE_PASS), (&confirm, "n")]);
+    let (_, waiting) = asked.iter().find(|(p, _)| *p == confirm).unwrap();
+    show("backup delete: the confirmation", waiting);
+    let f = t.expect_exit(1);
+    show("backup delete: answered n", &f);
+    assert!(f.text.contains("cancelled"), "{f}");
+    plain_ok(&a, &["backup", "info", "--version", &version]);
+    // Ctrl-C at the confirmation: 130, the backup still there.
+    let work = a.work_names();
+    let store = tree(&store_dir(&a));
+    let mut t = Term::spawn(&a, &["backup", "delete", "--version", &version]);
+    interrupt_at(
+        &mut t,
+        &a,
+        &work,
+        &store,
+        &[(&store_prompt(), STORE_PASS)],
+        &confirm,
+    );
+    plain_ok(&a, &["backup", "info", "--version", &version]);
+    // "y" deletes it.
+    let mut t = Term::spawn(&a, &["backup", "delete", "--version", &version]);
+    t.converse(&[(&store_prompt(), STORE_PASS), (&confirm, "y")]);
+    let f = t.expect_exit(0);
+    show("backup delete: answered y", &f);
+    assert_final(
+        &t,
+        &f,
+        &format!("Deleted backup version {version} (3 keys)."),
+    );
+    let out = plain(&a, &["backup", "info", "--version", &version]);
+    assert_eq!(out.status.code(), Some(10), "{}", common::text(&out.stderr));
 }

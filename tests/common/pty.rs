@@ -154,10 +154,17 @@ impl Term {
 
     /// Like [`Term::spawn`], with extra environment variables.
     pub fn spawn_with(env: &Env, args: &[&str], vars: &[(&str, &str)]) -> Term {
+        let mut t = Self::spawn_program(env, Path::new(super::BIN), args, vars);
+        t.what = format!("mxkeys {}", args.join(" "));
+        t
+    }
+
+    /// Any program on the terminal, in the same environment (for the harness's own tests).
+    pub fn spawn_program(env: &Env, program: &Path, args: &[&str], vars: &[(&str, &str)]) -> Term {
         let (pty, pts) = pty_process::blocking::open().expect("opening a pty");
         pty.resize(pty_process::Size::new(ROWS, COLS))
             .expect("sizing the pty");
-        let cmd = pty_process::blocking::Command::new(super::BIN)
+        let cmd = pty_process::blocking::Command::new(program)
             .args(args)
             .env_clear()
             .envs(env.base_env())
@@ -202,7 +209,7 @@ impl Term {
             shared,
             reader: Some(reader),
             status: None,
-            what: format!("mxkeys {}", args.join(" ")),
+            what: format!("{} {}", program.display(), args.join(" ")),
         }
     }
 
