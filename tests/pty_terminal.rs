@@ -301,6 +301,12 @@ printf '  working [=====>          ]  40%% eta 1s'; sleep 0.3; printf '\r\033[2K
         caught.is_err(),
         "a bar above a waiting prompt must fail the check"
     );
+    // A program that polls the terminal (with a timeout) before reading is seen waiting too.
+    let script = "import os, select, sys\nos.write(1, b'Poll me: ')\np = select.poll()\np.register(0, select.POLLIN)\nwhile not p.poll(100):\n    pass\nprint('got', sys.stdin.readline().strip())\n";
+    let mut t = Term::spawn_program(&env, Path::new("python3"), &["-c", script], &[]);
+    t.answer("Poll me: ", "polled");
+    t.expect_exit(0);
+    assert!(t.screen_text().contains("got polled"), "{}", t.screen());
 }
 
 // ---------------------------------------------------------------------------------------------

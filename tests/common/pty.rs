@@ -243,10 +243,25 @@ impl Term {
         self.shared.lock().unwrap().eof
     }
 
-    /// Is mxkeys (some thread of it) blocked reading its terminal, i.e. waiting for the
-    /// person? Read from /proc/PID/task/*/syscall: a `read` on a descriptor that is the pty.
+    /// Is mxkeys (some thread of it) blocked waiting for the person at its terminal? Read
+    /// from /proc/PID/task/*/syscall: a `read` on a descriptor that is the pty, or a
+    /// `poll`/`ppoll` whose descriptors (read from /proc/PID/mem) include it. A program that
+    /// polls with a timeout is between two polls for an instant, so a few samples are taken.
     pub fn reading_terminal(&self) -> bool {
+        (0..4).any(|i| {
+            if i > 0 {
+                std::thread::sleep(Duration::from_millis(3));
+            }
+            self.reading_terminal_now()
+        })
+    }
+
+    fn reading_terminal_now(&self) -> bool {
         let pid = self.child.id();
+        let is_tty = |fd: i64| {
+            std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+                .is_ok_and(|t| t == Path::new("/dev/tty") || t.starts_with("/dev/pts"))
+        };
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
             return false;
         };
@@ -254,20 +269,26 @@ impl Term {
             let Ok(sc) = std::fs::read_to_string(t.path().join("syscall")) else {
                 continue;
             };
-            let mut it = sc.split_whitespace();
-            let (Some(nr), Some(fd)) = (it.next(), it.next()) else {
+            let fields: Vec<&str> = sc.split_whitespace().collect();
+            let hex = |i: usize| {
+                fields
+                    .get(i)
+                    .and_then(|f| u64::from_str_radix(f.trim_start_matches("0x"), 16).ok())
+            };
+            let Some(nr) = fields.first().and_then(|f| f.parse::<u64>().ok()) else {
                 continue;
             };
-            if nr != READ_SYSCALL {
-                continue;
+            if nr == SYS_READ && hex(1).is_some_and(|fd| is_tty(fd as i64)) {
+                return true;
             }
-            let Ok(fd) = i64::from_str_radix(fd.trim_start_matches("0x"), 16) else {
-                continue;
-            };
-            let Ok(target) = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")) else {
-                continue;
-            };
-            if target == Path::new("/dev/tty") || target.starts_with("/dev/pts") {
+            if SYS_POLL.contains(&nr)
+                && let (Some(ptr), Some(n)) = (hex(1), hex(2))
+                && n > 0
+                && n < 64
+                && poll_fds(pid, ptr, n)
+                    .iter()
+                    .any(|&fd| is_tty(i64::from(fd)))
+            {
                 return true;
             }
         }
@@ -512,9 +533,31 @@ impl Drop for Term {
     }
 }
 
+/// The descriptors of a `struct pollfd[n]` at `ptr` in process `pid` (8 bytes each: int fd,
+/// short events, short revents).
+fn poll_fds(pid: u32, ptr: u64, n: u64) -> Vec<i32> {
+    use std::io::{Seek, SeekFrom};
+    let mut buf = vec![0u8; usize::try_from(n * 8).unwrap_or(0)];
+    let ok = std::fs::File::open(format!("/proc/{pid}/mem"))
+        .and_then(|mut m| {
+            m.seek(SeekFrom::Start(ptr))?;
+            m.read_exact(&mut buf)
+        })
+        .is_ok();
+    if !ok {
+        return Vec::new();
+    }
+    buf.chunks_exact(8)
+        .map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+// System call numbers as /proc/PID/syscall shows them.
 #[cfg(target_arch = "x86_64")]
-const READ_SYSCALL: &str = "0";
+const SYS_READ: u64 = 0;
+#[cfg(target_arch = "x86_64")]
+const SYS_POLL: [u64; 2] = [7, 271];
 #[cfg(target_arch = "aarch64")]
-const READ_SYSCALL: &str = "63";
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-const READ_SYSCALL: &str = "3";
+const SYS_READ: u64 = 63;
+#[cfg(target_arch = "aarch64")]
+const SYS_POLL: [u64; 2] = [73, 73];
