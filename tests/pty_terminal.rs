@@ -528,11 +528,30 @@ fn long_import_draws_a_labelled_bar_then_the_summary() {
     );
     show("long import: a bar", &bars[bars.len() / 2].1);
     assert!(
-        bars.iter()
-            .all(|(b, _)| b.contains("decrypting") || b.contains("importing")),
-        "a bar without its work's label: {distinct:?}"
+        bars.iter().all(|(b, _)| bar_label(b).is_some()),
+        "a bar without a label naming its work: {distinct:?}"
+    );
+    let labels: BTreeSet<String> = bars.iter().filter_map(|(b, _)| bar_label(b)).collect();
+    assert!(
+        labels.iter().any(|l| l.contains(&label)),
+        "no bar names the file being read: {labels:?}"
+    );
+    // The bar moved: at least two different bars were on screen (another position or
+    // another phase of the work).
+    assert!(
+        distinct.len() >= 2,
+        "only one bar was ever drawn: {distinct:?}"
     );
     assert_final(&t, &f, "Imported 1000 new sessions");
+}
+
+/// The label in front of a bar: its words before the `[`, the first one naming the work
+/// ("importing", "decrypting", ...).
+fn bar_label(row: &str) -> Option<String> {
+    let label = row[..row.find('[')?].trim();
+    let first = label.split_whitespace().next()?;
+    (first.ends_with("ing") && first.chars().all(|c| c.is_ascii_lowercase()))
+        .then(|| label.to_string())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -687,7 +706,19 @@ fn merge_two_files_into_a_new_one() {
     let a = copy_fixture(&env, "element-three.txt");
     let b = copy_fixture(&env, "wasm-three.txt");
     let out = "merged.txt";
-    let mut t = Term::spawn(&env, &["merge", &a, &b, "-o", out, "--rounds", "1000"]);
+    let mut t = Term::spawn(
+        &env,
+        &[
+            "merge",
+            &a,
+            &b,
+            "-o",
+            out,
+            "--rounds",
+            "1000",
+            "--change-passphrase",
+        ],
+    );
     let asked = t.converse(&[
         (&pass_prompt(&a), PASS),
         (&pass_prompt(&b), PASS),
@@ -714,7 +745,18 @@ fn reencrypt_asks_for_the_old_and_the_new_passphrase() {
     let env = Env::new();
     let a = copy_fixture(&env, "element-three.txt");
     let out = "re.txt";
-    let mut t = Term::spawn(&env, &["reencrypt", &a, "-o", out, "--rounds", "1000"]);
+    let mut t = Term::spawn(
+        &env,
+        &[
+            "reencrypt",
+            &a,
+            "-o",
+            out,
+            "--rounds",
+            "1000",
+            "--change-passphrase",
+        ],
+    );
     let asked = t.converse(&[
         (&pass_prompt(&a), PASS),
         (&new_prompt(out), NEW_PASS),
@@ -735,12 +777,40 @@ fn reencrypt_asks_for_the_old_and_the_new_passphrase() {
 }
 
 #[test]
+fn reencrypt_without_change_passphrase_keeps_the_input_passphrase() {
+    let env = Env::new();
+    let a = copy_fixture(&env, "element-three.txt");
+    let out = "same.txt";
+    let mut t = Term::spawn(&env, &["reencrypt", &a, "-o", out, "--rounds", "1000"]);
+    let asked = t.converse(&[(&pass_prompt(&a), PASS)]);
+    assert_eq!(asked.len(), 1);
+    let f = t.expect_exit(0);
+    show("reencrypt (same passphrase): final", &f);
+    assert_final(&t, &f, "same passphrase");
+    assert_eq!(
+        file_ids(&env.path(out), PASS),
+        plaintext_ids("element-three")
+    );
+}
+
+#[test]
 fn reencrypt_ctrl_c_at_the_repeat_prompt_leaves_nothing() {
     let env = Env::new();
     let a = copy_fixture(&env, "element-three.txt");
     let work = env.work_names();
     let out = "re.txt";
-    let mut t = Term::spawn(&env, &["reencrypt", &a, "-o", out, "--rounds", "1000"]);
+    let mut t = Term::spawn(
+        &env,
+        &[
+            "reencrypt",
+            &a,
+            "-o",
+            out,
+            "--rounds",
+            "1000",
+            "--change-passphrase",
+        ],
+    );
     interrupt_at(
         &mut t,
         &env,
