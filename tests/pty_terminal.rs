@@ -600,7 +600,7 @@ fn export_asks_for_the_new_passphrase_twice() {
     assert_eq!(prompts.len(), 3, "{prompts:?}");
     let f = t.expect_exit(0);
     show("export: final", &f);
-    assert_final(&t, &f, &format!("Exported 3 sessions from"));
+    assert_final(&t, &f, "Exported 3 sessions from");
     assert_never_shown(&t, &[STORE_PASS, NEW_PASS]);
     assert_eq!(
         file_ids(&env.path(out), NEW_PASS),
