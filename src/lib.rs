@@ -17,6 +17,7 @@
 //! | [`sync`] | comparing local and server copies, the spec's order, upload batches |
 //! | [`client`] | the homeserver client: login, backup versions and keys, account data, retries |
 //! | [`secret`] | secret newtypes that redact `Debug` and zeroize on drop |
+//! | [`passphrase_strength`] | how guessable a new passphrase is (zxcvbn, Element's rule) |
 //! | [`fs`] | atomic, mode-0600 file output |
 //! | [`progress`] | progress and cancellation hooks for long work |
 #![forbid(unsafe_code)]
@@ -27,6 +28,7 @@ pub mod error;
 pub mod export;
 pub mod fs;
 pub mod kdf;
+pub mod passphrase_strength;
 pub mod progress;
 pub mod recovery;
 pub mod recovery_key;

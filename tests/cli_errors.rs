@@ -1123,3 +1123,217 @@ fn help_lists_the_exit_codes() {
         );
     }
 }
+
+/// `decrypt` (to out.json) of a MAC-valid file around `pt` that holds entries which are not
+/// sessions: exit 3, one warning per such entry, and out.json holds the sessions only.
+fn decrypt_partial(env: &Env, pt: &[u8], rejected: &[usize]) -> (String, Vec<Value>) {
+    let f = sealed_file(env, "partial.txt", pt);
+    let out = decrypt(env, &f, &[]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    for i in rejected {
+        assert!(
+            stderr.contains(&format!("partial.txt: entry {i} rejected")),
+            "no warning for entry {i}: {stderr}"
+        );
+    }
+    assert_eq!(
+        stderr.matches("mxkeys: warning: ").count(),
+        rejected.len(),
+        "{stderr}"
+    );
+    let written: Vec<Value> =
+        serde_json::from_slice(&std::fs::read(env.path("out.json")).unwrap()).unwrap();
+    std::fs::remove_file(env.path("out.json")).unwrap();
+    (stderr, written)
+}
+
+#[test]
+fn decrypt_of_an_array_of_numbers_rejects_every_entry() {
+    let env = Env::new();
+    let (stderr, written) = decrypt_partial(&env, b"[1,2,3]", &[0, 1, 2]);
+    assert!(stderr.contains("not a JSON object"), "{stderr}");
+    assert!(
+        stderr.contains("Decrypted 0 of 3 entries") && stderr.contains("rejected 3"),
+        "{stderr}"
+    );
+    assert_eq!(written, Vec::<Value>::new());
+}
+
+#[test]
+fn decrypt_of_an_array_of_strings_rejects_every_entry() {
+    let env = Env::new();
+    let (stderr, written) = decrypt_partial(&env, br#"["a"]"#, &[0]);
+    assert!(stderr.contains("Decrypted 0 of 1 entries"), "{stderr}");
+    assert!(written.is_empty());
+}
+
+#[test]
+fn decrypt_of_sessions_mixed_with_junk_writes_the_sessions_exactly() {
+    let env = Env::new();
+    let a = common::megolm::entry(&common::megolm::new_group(), "!a:example.org", 0);
+    let b = common::megolm::entry(&common::megolm::new_group(), "!b:example.org", 5);
+    // Each session's text as it was written (spaces, field order) must come out unchanged.
+    let a_text = serde_json::to_string_pretty(&a).unwrap();
+    let b_text = serde_json::to_string(&b).unwrap();
+    let pt = format!(r#"[{a_text}, 42, {{"room_id": "!c:example.org"}}, {b_text}, ["x"], null]"#);
+    let (stderr, written) = decrypt_partial(&env, pt.as_bytes(), &[1, 2, 4, 5]);
+    assert!(stderr.contains("missing field"), "{stderr}");
+    assert!(stderr.contains("Decrypted 2 of 6 entries"), "{stderr}");
+    assert_eq!(written, vec![a.clone(), b.clone()]);
+
+    // The same with --json: the report counts and lists the rejected entries as import does.
+    let f = sealed_file(&env, "partial.txt", pt.as_bytes());
+    let out = decrypt(&env, &f, &[]);
+    assert_eq!(out.status.code(), Some(3));
+    let bytes = std::fs::read(env.path("out.json")).unwrap();
+    assert_eq!(text(&bytes), format!("[{a_text},{b_text}]\n"));
+    std::fs::remove_file(env.path("out.json")).unwrap();
+
+    let out = env
+        .cmd()
+        .arg("--json")
+        .arg("decrypt")
+        .arg(&f)
+        .arg("-o")
+        .arg(env.path("out.json"))
+        .arg("--passphrase-file")
+        .arg(env.pass_file())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let r = common::one_json(&out);
+    assert_eq!(r["entries"], 6, "{r}");
+    assert_eq!(r["sessions"], 2, "{r}");
+    assert_eq!(r["rejected"], 4, "{r}");
+    let listed: Vec<(u64, String)> = r["rejections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            assert!(x["file"].as_str().unwrap().ends_with("partial.txt"), "{x}");
+            (
+                x["index"].as_u64().unwrap(),
+                x["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+        [1, 2, 4, 5]
+    );
+    assert_eq!(listed[0].1, "not a JSON object");
+    // As with import, the report carries the rejections: no warning lines besides it.
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+    let written: Vec<Value> =
+        serde_json::from_slice(&std::fs::read(env.path("out.json")).unwrap()).unwrap();
+    assert_eq!(written, vec![a, b]);
+}
+
+#[test]
+fn decrypt_of_sessions_only_is_exact_and_succeeds() {
+    // A valid export is still written byte for byte, with exit 0 and no warning.
+    let env = Env::new();
+    let a = common::megolm::entry(&common::megolm::new_group(), "!a:example.org", 0);
+    let pt = format!("[\n  {}\n]\n", serde_json::to_string_pretty(&a).unwrap());
+    let f = sealed_file(&env, "ok.txt", pt.as_bytes());
+    let out = decrypt(&env, &f, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("Decrypted 1 entries"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read(env.path("out.json")).unwrap(), pt.as_bytes());
+}
+
+#[test]
+fn decrypt_to_stdout_with_junk_sends_only_the_sessions() {
+    let env = Env::new();
+    let a = common::megolm::entry(&common::megolm::new_group(), "!a:example.org", 0);
+    let pt = format!("[7, {}]", serde_json::to_string(&a).unwrap());
+    let f = sealed_file(&env, "mixed.txt", pt.as_bytes());
+    let out = env
+        .cmd()
+        .args(["--json", "decrypt"])
+        .arg(&f)
+        .arg("--passphrase-file")
+        .arg(env.pass_file())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let written: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(written, vec![a]);
+    let summary = text(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|v| v["message_type"] == "summary")
+        .unwrap();
+    assert_eq!(summary["rejected"], 1, "{summary}");
+    assert_eq!(summary["sessions"], 1, "{summary}");
+    assert_eq!(summary["rejections"][0]["index"], 0, "{summary}");
+}
+
+#[test]
+fn decrypt_of_a_plaintext_that_is_not_utf8_exits_13_and_writes_nothing() {
+    let env = Env::new();
+    // Invalid UTF-8 inside a JSON string of an entry that is not a session, and in a session's
+    // unknown field, and in a bare byte sequence.
+    for (name, pt) in [
+        ("str.txt", &b"[\"\xff\xfe\"]"[..]),
+        ("obj.txt", &b"[{\"x\": \"caf\xe9\"}]"[..]),
+        ("cut.txt", &b"[\"\xe2\x82\"]"[..]),
+        ("bin.txt", &b"\xff\xd8\xff\xe0 JFIF"[..]),
+    ] {
+        let f = sealed_file(&env, name, pt);
+        let e = decrypt_fails(&env, &f, 13, NOT_EXPORT, "--raw");
+        assert!(e.contains(name), "{e}");
+        // --raw keeps writing the exact bytes.
+        let out = decrypt(&env, &f, &["--raw"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert_eq!(std::fs::read(env.path("out.json")).unwrap(), pt, "{name}");
+        std::fs::remove_file(env.path("out.json")).unwrap();
+    }
+    // The message says what is wrong when the rest would pass for JSON.
+    let f = sealed_file(&env, "str.txt", b"[\"\xff\xfe\"]");
+    let e = decrypt_fails(&env, &f, 13, NOT_EXPORT, "--raw");
+    assert!(e.contains("not UTF-8"), "{e}");
+    // To stdout, nothing goes out either.
+    let out = env
+        .cmd()
+        .arg("decrypt")
+        .arg(&f)
+        .arg("--passphrase-file")
+        .arg(env.pass_file())
+        .output()
+        .unwrap();
+    assert_error(&out, 13, "not UTF-8", "--raw");
+}
+
+#[test]
+fn decrypt_of_an_object_exits_13_and_raw_writes_it_exactly() {
+    let env = Env::new();
+    let pt = br#"{"not":"an array"}"#;
+    let f = sealed_file(&env, "obj.txt", pt);
+    decrypt_fails(&env, &f, 13, NOT_EXPORT, "--raw");
+    let out = decrypt(&env, &f, &["--raw"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(env.path("out.json")).unwrap(), pt);
+    // And [1,2,3] with --raw: the bytes, exit 0, nothing rejected.
+    std::fs::remove_file(env.path("out.json")).unwrap();
+    let f = sealed_file(&env, "nums.txt", b"[1,2,3]");
+    let out = decrypt(&env, &f, &["--raw"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read(env.path("out.json")).unwrap(), b"[1,2,3]");
+}

@@ -902,3 +902,111 @@ fn json_warnings_are_json_lines() {
     assert_eq!(r["sessions"], 1);
     assert_eq!(r["rounds"], json!(1000));
 }
+
+/// A weak new passphrase from a file is used, with one warning that never shows it; `--json`
+/// reports its score. A strong one passes without a word.
+#[test]
+fn weak_new_passphrases_from_files_are_used_with_a_warning() {
+    let env = Env::new();
+    env.init_store();
+    env.import_ok(&[&fixture("export/element-three.txt")]);
+    let weak = env.write_secret("weak.txt", "hunter22\n");
+    let out = env
+        .scmd()
+        .args(["--json", "export", "-o", "weak-out.txt", "--rounds", "1000"])
+        .arg("--passphrase-file")
+        .arg(&weak)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["passphrase_strength"]["weak"], true);
+    assert!(report["passphrase_strength"]["score"].as_u64().unwrap() < 3);
+    let stderr = text(&out.stderr);
+    let warnings: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["message"].as_str().unwrap().contains("is weak"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(
+        warnings[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("strength "),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter"), "{stderr}");
+    // The file was written under the weak passphrase all the same.
+    let opened = element::decrypt_file(&env.path("weak-out.txt"), b"hunter22");
+    assert_eq!(
+        serde_json::from_slice::<Vec<Value>>(&opened.plaintext)
+            .unwrap()
+            .len(),
+        3
+    );
+
+    // Human output: one plain warning line.
+    let out = env
+        .scmd()
+        .args(["export", "-o", "weak-out2.txt", "--rounds", "1000"])
+        .arg("--passphrase-file")
+        .arg(&weak)
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    let weak_lines: Vec<&str> = stderr.lines().filter(|l| l.contains("is weak")).collect();
+    assert_eq!(weak_lines.len(), 1, "{stderr}");
+    assert!(
+        weak_lines[0].starts_with("mxkeys: warning: the export passphrase is weak (strength "),
+        "{stderr}"
+    );
+
+    let strong = env.write_secret("strong.txt", "violet-anchor-88-marmalade-tundra\n");
+    let out = env
+        .scmd()
+        .args([
+            "--json",
+            "export",
+            "-o",
+            "strong-out.txt",
+            "--rounds",
+            "1000",
+        ])
+        .arg("--passphrase-file")
+        .arg(&strong)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["passphrase_strength"],
+        json!({"score": 4, "weak": false})
+    );
+    assert!(
+        !text(&out.stderr).contains("is weak"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// `init` scores the new store passphrase the same way.
+#[test]
+fn init_reports_the_store_passphrase_strength() {
+    let env = Env::new();
+    let weak = env.write_secret("weak-store.txt", "password1\n");
+    let out = env
+        .cmd()
+        .arg("--store")
+        .arg(env.store())
+        .arg("--store-passphrase-file")
+        .arg(&weak)
+        .args(["--json", "init", "--store-kdf-rounds", "1000"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["passphrase_strength"]["weak"], true);
+    assert!(text(&out.stderr).contains("the store passphrase is weak"));
+    assert!(!text(&out.stderr).contains("password1"));
+}

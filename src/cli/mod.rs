@@ -3,6 +3,7 @@
 pub mod commands;
 pub mod exit;
 pub mod output;
+pub mod prompt;
 pub mod secrets_in;
 
 use std::path::PathBuf;
@@ -68,23 +69,27 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The `--help` heading of the flags every command takes, so that a command's own options
+/// come first.
+const GLOBAL: &str = "Global options";
+
 /// Flags accepted by every command.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Key store directory [default: $XDG_DATA_HOME/mxkeys]
-    #[arg(long, global = true, env = "MXKEYS_STORE", value_name = "DIR", value_hint = ValueHint::DirPath)]
+    #[arg(long, global = true, env = "MXKEYS_STORE", value_name = "DIR", value_hint = ValueHint::DirPath, help_heading = GLOBAL)]
     pub store: Option<PathBuf>,
     /// Print one JSON document on stdout (errors as JSON on stderr); no prompts, no progress
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
     /// Print only errors
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(short, long, global = true, conflicts_with = "verbose", help_heading = GLOBAL)]
     pub quiet: bool,
     /// Say more (repeat for more detail); never prints a secret
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     pub verbose: u8,
     /// Never draw progress bars
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub no_progress: bool,
     /// Read the store passphrase from this file ('-' for stdin)
     #[arg(long, global = true, value_name = "PATH", value_hint = ValueHint::FilePath, help_heading = "Store passphrase")]
@@ -195,7 +200,7 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Decrypt an export file to its plaintext JSON array
     #[command(
-        after_help = "Examples:\n  mxkeys decrypt element-keys.txt -o keys.json\n  mxkeys decrypt element-keys.txt --passphrase-fd 3 3<pass.txt | jq length\n\nThe output holds every key in the clear: it is written with mode 0600 and never to a\nterminal."
+        after_help = "Examples:\n  mxkeys decrypt element-keys.txt -o keys.json\n  mxkeys decrypt element-keys.txt --passphrase-fd 3 3<pass.txt | jq length\n  mxkeys decrypt odd-file.txt -o odd.bin --raw\n\nThe output holds every key in the clear: it is written with mode 0600 and never to a\nterminal. Entries are checked as import checks them: an entry that is not a session is\nreported and left out (exit code 3), the sessions are written exactly as they were. A\nplaintext that is not UTF-8 JSON is refused (exit code 13); --raw writes it as it is."
     )]
     Decrypt(DecryptArgs),
     /// Encrypt a plaintext JSON array of sessions into an export file
@@ -226,6 +231,48 @@ pub enum Command {
     /// Server-side key backup: create, inspect, upload to, download from, delete
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout
+    #[command(after_help = COMPLETIONS_HELP)]
+    Completions(CompletionsArgs),
+    /// Write man pages: mxkeys.1 and one page per command (mxkeys-backup-download.1, ...)
+    #[command(after_help = MAN_HELP)]
+    Man(ManArgs),
+}
+
+const COMPLETIONS_HELP: &str = "\
+Examples:
+  mxkeys completions bash > ~/.local/share/bash-completion/completions/mxkeys
+  mxkeys completions zsh > ~/.zfunc/_mxkeys      # with fpath+=(~/.zfunc) before compinit
+  mxkeys completions fish > ~/.config/fish/completions/mxkeys.fish
+  source <(mxkeys completions bash)             # this shell only
+
+The script is generated from this binary's own flags, so make it again after an upgrade.";
+
+const MAN_HELP: &str = "\
+Examples:
+  mxkeys man -o ~/.local/share/man/man1
+  mxkeys man -o ./man && sudo cp ./man/*.1 /usr/local/share/man/man1/
+
+Pages are named after the command and its subcommands joined by '-' (man mxkeys-backup-download)
+and are readable by everyone (mode 0644: they hold no secret). Existing pages are replaced only
+with --force; without it nothing is written if one of them exists.";
+
+/// `completions`
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to write the script for
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+/// `man`
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Directory to write the pages into (created if missing)
+    #[arg(short, long, required = true, value_name = "DIR", value_hint = ValueHint::DirPath)]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub out: OutputArgs,
 }
 
 /// `init`
@@ -303,7 +350,7 @@ pub struct DecryptArgs {
     /// Output file ('-' or absent: stdout, never a terminal)
     #[arg(short, long, value_name = "OUT", value_hint = ValueHint::FilePath)]
     pub output: Option<PathBuf>,
-    /// Write the plaintext even when it is not a JSON array (test vectors, damaged exports)
+    /// Write the plaintext exactly as it is, unchecked, even when it is not a JSON array of sessions
     #[arg(long)]
     pub raw: bool,
     #[command(flatten)]
@@ -661,6 +708,8 @@ pub fn run(cli: Cli, ui: &output::Ui) -> anyhow::Result<exit::Code> {
         Command::Backup(BackupCommand::Upload(a)) => commands::backup::upload::run(&ctx, a),
         Command::Backup(BackupCommand::Download(a)) => commands::backup::download::run(&ctx, a),
         Command::Backup(BackupCommand::Status(a)) => commands::backup::status::run(&ctx, a),
+        Command::Completions(a) => commands::completions::run(&ctx, a),
+        Command::Man(a) => commands::man::run(&ctx, a),
     }
 }
 

@@ -1,10 +1,11 @@
 //! Human vs `--json` output, terminal checks, progress bars, logging and Ctrl-C.
 
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use mxkeys::progress::Unit;
 
 /// Set by the Ctrl-C handler; long work polls it through [`Bar::cancelled`].
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -62,16 +63,16 @@ impl Ui {
         }
         if self.json {
             let v = serde_json::json!({"message_type": "warning", "message": msg});
-            eprintln!("{v}");
+            above_bars(|| eprintln!("{v}"));
         } else {
-            eprintln!("mxkeys: warning: {msg}");
+            above_bars(|| eprintln!("mxkeys: warning: {msg}"));
         }
     }
 
     /// A status line on stderr for humans; nothing in `--json` or `--quiet` mode.
     pub fn note(&self, msg: &str) {
         if !self.quiet && !self.json {
-            eprintln!("{msg}");
+            above_bars(|| eprintln!("{msg}"));
         }
     }
 
@@ -84,37 +85,86 @@ impl Ui {
         Ok(())
     }
 
-    /// A progress bar (hidden when not drawing).
+    /// A progress bar: nothing is drawn until a phase of work begins, and only on a terminal.
     pub fn bar(&self) -> Bar {
-        let pb = if self.progress {
-            let pb = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(8));
-            pb.set_style(
-                ProgressStyle::with_template(
-                    "{msg:>11} [{bar:30}] {percent:>3}% {binary_bytes_per_sec} eta {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            pb.enable_steady_tick(Duration::from_millis(250));
-            pb
-        } else {
-            ProgressBar::hidden()
+        let bar = Bar {
+            enabled: self.progress,
+            state: std::sync::Arc::new(std::sync::Mutex::new(BarState::default())),
+            pending: AtomicU64::new(0),
         };
-        Bar {
-            pb,
-            pending: std::sync::atomic::AtomicU64::new(0),
+        if bar.enabled {
+            live_bars().push(std::sync::Arc::downgrade(&bar.state));
+        }
+        bar
+    }
+}
+
+/// The bars of this process that may be on the screen, so that prompts and notices can clear
+/// or suspend them.
+fn live_bars() -> std::sync::MutexGuard<'static, Vec<std::sync::Weak<std::sync::Mutex<BarState>>>> {
+    static LIVE: std::sync::Mutex<Vec<std::sync::Weak<std::sync::Mutex<BarState>>>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut v = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+    v.retain(|w| w.strong_count() > 0);
+    v
+}
+
+/// The progress bars currently drawn.
+fn drawn_bars() -> Vec<ProgressBar> {
+    live_bars()
+        .iter()
+        .filter_map(|w| w.upgrade())
+        .filter_map(|s| lock(&s).pb.clone())
+        .collect()
+}
+
+/// Remove every drawn bar from the screen before a prompt: a step that has finished is not
+/// drawn again, and the next phase of work starts a new bar below the prompt's answer.
+pub fn clear_bars() {
+    for w in live_bars().iter() {
+        if let Some(s) = w.upgrade() {
+            let mut st = lock(&s);
+            if let Some(pb) = st.pb.take() {
+                pb.finish_and_clear();
+            }
         }
     }
 }
 
+/// Print something on stderr without a bar drawn over it: the bar is hidden while `f` runs
+/// and drawn again after it.
+pub fn above_bars<R>(f: impl FnOnce() -> R) -> R {
+    match drawn_bars().first() {
+        Some(pb) => pb.suspend(f),
+        None => f(),
+    }
+}
+
+fn lock(s: &std::sync::Mutex<BarState>) -> std::sync::MutexGuard<'_, BarState> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What a bar shows besides its count.
+#[derive(Default)]
+struct BarState {
+    /// The bar on screen, while a phase is under way.
+    pb: Option<ProgressBar>,
+    /// What the work is on ("element-keys.txt"), shown after the phase's name.
+    subject: Option<String>,
+    /// Phase names shown differently by this command ("decrypting" -> "importing").
+    renames: Vec<(&'static str, &'static str)>,
+}
+
 /// A progress bar that is also the library's progress and cancellation hook.
 ///
-/// Work reports progress in small steps (a session, a 64 KiB chunk); the steps are summed in
-/// an atomic counter and handed to the bar in lumps, so a million sessions cost a million
-/// relaxed atomic adds and a few hundred bar updates.
+/// Nothing is drawn before the first phase of work begins; each phase gets a bar labelled with
+/// its name and subject, in its own unit. Work reports progress in small steps (a session, a
+/// 64 KiB chunk); the steps are summed in an atomic counter and handed to the bar in lumps, so
+/// a million sessions cost a million relaxed atomic adds and a few hundred bar updates.
 pub struct Bar {
-    pb: ProgressBar,
-    pending: std::sync::atomic::AtomicU64,
+    enabled: bool,
+    state: std::sync::Arc<std::sync::Mutex<BarState>>,
+    pending: AtomicU64,
 }
 
 /// Units summed before the bar itself is touched.
@@ -123,28 +173,78 @@ const BAR_LUMP: u64 = 4096;
 impl Bar {
     /// Remove the bar from the terminal.
     pub fn finish(&self) {
-        self.pb.finish_and_clear();
+        if let Some(pb) = lock(&self.state).pb.take() {
+            pb.finish_and_clear();
+        }
+    }
+
+    /// Name what the next phases work on (a file's name); `None` for nothing.
+    pub fn set_subject(&self, subject: Option<&str>) {
+        lock(&self.state).subject = subject.map(mxkeys::session::sanitize);
+    }
+
+    /// Show the library's phase `from` as `to` ("decrypting" is "importing" for `import`).
+    pub fn rename(&self, from: &'static str, to: &'static str) {
+        lock(&self.state).renames.push((from, to));
     }
 }
 
 impl Drop for Bar {
     fn drop(&mut self) {
-        self.pb.finish_and_clear();
+        self.finish();
+    }
+}
+
+/// The bar's template for a unit.
+fn template(unit: Unit) -> String {
+    match unit {
+        Unit::Bytes => {
+            "{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}"
+                .into()
+        }
+        other => format!(
+            "{{msg}} [{{bar:30}}] {{human_pos}}/{{human_len}} {} eta {{eta}}",
+            other.noun()
+        ),
     }
 }
 
 impl mxkeys::progress::Progress for Bar {
-    fn phase(&self, name: &str, total: u64) {
+    fn phase(&self, name: &str, total: u64, unit: Unit) {
         self.pending.store(0, Ordering::Relaxed);
-        self.pb.set_message(name.to_string());
-        self.pb.set_length(total);
-        self.pb.set_position(0);
+        if !self.enabled {
+            return;
+        }
+        let mut st = lock(&self.state);
+        if let Some(old) = st.pb.take() {
+            old.finish_and_clear();
+        }
+        let name = st
+            .renames
+            .iter()
+            .find(|(from, _)| *from == name)
+            .map_or(name, |(_, to)| to);
+        let msg = match &st.subject {
+            Some(s) => format!("{name} {s}"),
+            None => name.to_string(),
+        };
+        let pb = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(8));
+        pb.set_style(
+            ProgressStyle::with_template(&template(unit))
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        pb.set_message(msg);
+        pb.enable_steady_tick(Duration::from_millis(250));
+        st.pb = Some(pb);
     }
     fn advance(&self, n: u64) {
         let sum = self.pending.fetch_add(n, Ordering::Relaxed) + n;
         if sum >= BAR_LUMP {
             let lump = self.pending.swap(0, Ordering::Relaxed);
-            self.pb.inc(lump);
+            if let Some(pb) = &lock(&self.state).pb {
+                pb.inc(lump);
+            }
         }
     }
     fn cancelled(&self) -> bool {
@@ -163,11 +263,13 @@ impl log::Log for Logger {
     }
     fn log(&self, r: &log::Record<'_>) {
         if self.enabled(r.metadata()) {
-            eprintln!(
-                "mxkeys: {}: {}",
-                r.level().as_str().to_lowercase(),
-                r.args()
-            );
+            above_bars(|| {
+                eprintln!(
+                    "mxkeys: {}: {}",
+                    r.level().as_str().to_lowercase(),
+                    r.args()
+                )
+            });
         }
     }
     fn flush(&self) {}

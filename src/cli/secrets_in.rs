@@ -7,11 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use mxkeys::passphrase_strength::{self, MIN_SCORE, Strength};
 use mxkeys::secret::Passphrase;
 use zeroize::Zeroizing;
 
 use super::exit::CliError;
 use super::output::Ui;
+use super::prompt;
 
 /// Every environment variable that may hold a secret; removed from the environment of any
 /// child process mxkeys starts.
@@ -44,6 +46,9 @@ pub struct Source {
     pub fd: Option<i32>,
     /// --X-command.
     pub command: Option<String>,
+    /// The question at a terminal, naming the secret and what it opens ("Passphrase for
+    /// keys.txt"); `None`: the capitalised `what`.
+    pub prompt: Option<String>,
 }
 
 /// Where a secret actually came from.
@@ -53,18 +58,6 @@ pub enum Origin {
     Given,
     /// Typed at the terminal.
     Prompt,
-}
-
-/// Is the secret for reading something that exists, or for something new?
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
-    /// Unlock an existing file or store (empty allowed).
-    Existing,
-    /// Protect a new file or store (asked twice; empty needs an explicit opt-in).
-    New {
-        /// `--insecure-empty-passphrase` was given.
-        allow_empty: bool,
-    },
 }
 
 impl Source {
@@ -85,13 +78,19 @@ impl Source {
         )
     }
 
-    /// Resolve the secret. `stdin_is_data`: stdin carries input data, so `-` is refused.
-    pub fn resolve(
-        &self,
-        ui: &Ui,
-        purpose: Purpose,
-        stdin_is_data: bool,
-    ) -> anyhow::Result<(Passphrase, Origin)> {
+    /// Ask with this question at a terminal.
+    pub fn with_prompt(mut self, question: impl Into<String>) -> Self {
+        self.prompt = Some(question.into());
+        self
+    }
+
+    /// The question, without the colon.
+    fn question(&self) -> String {
+        self.prompt.clone().unwrap_or_else(|| capitalize(self.what))
+    }
+
+    /// The secret from the first explicit source that is given, if any.
+    fn given(&self, ui: &Ui, stdin_is_data: bool) -> anyhow::Result<Option<Passphrase>> {
         let explicit = [
             self.file.is_some(),
             self.fd.is_some(),
@@ -109,7 +108,7 @@ impl Source {
                 ),
             ));
         }
-        let got = if let Some(p) = &self.file {
+        Ok(if let Some(p) = &self.file {
             Some(self.read_file(ui, p, stdin_is_data)?)
         } else if let Some(fd) = self.fd {
             Some(self.read_fd(fd, stdin_is_data)?)
@@ -122,54 +121,116 @@ impl Source {
             Some(Passphrase::new(v.into_vec()))
         } else {
             None
-        };
-        if let Some(p) = got {
-            if let Purpose::New { allow_empty: false } = purpose
-                && p.is_empty()
-            {
-                return Err(mxkeys::Error::EmptyPassphrase.into());
-            }
+        })
+    }
+
+    fn no_terminal(&self) -> anyhow::Error {
+        CliError::usage(
+            format!(
+                "the {} is needed, and there is no terminal to ask on",
+                self.what
+            ),
+            format!("give it with {}", self.flags()),
+        )
+    }
+
+    /// Resolve a secret that opens something that exists. `stdin_is_data`: stdin carries input data, so `-` is refused.
+    pub fn resolve(&self, ui: &Ui, stdin_is_data: bool) -> anyhow::Result<(Passphrase, Origin)> {
+        if let Some(p) = self.given(ui, stdin_is_data)? {
             return Ok((p, Origin::Given));
         }
         if !ui.interactive {
-            return Err(CliError::usage(
-                format!(
-                    "the {} is needed, and there is no terminal to ask on",
-                    self.what
-                ),
-                format!("give it with {}", self.flags()),
-            ));
+            return Err(self.no_terminal());
         }
-        Ok((self.prompt(purpose)?, Origin::Prompt))
+        Ok((
+            prompt::secret(&format!("{}: ", self.question()))?,
+            Origin::Prompt,
+        ))
     }
 
-    /// Ask again on the terminal (after a wrong passphrase), naming what it is for.
-    pub fn prompt_again(&self, label: &str) -> anyhow::Result<Passphrase> {
-        let s = rpassword::prompt_password(format!("{} for {label}: ", capitalize(self.what)))?;
-        Ok(Passphrase::from_string(s))
-    }
-
-    fn prompt(&self, purpose: Purpose) -> anyhow::Result<Passphrase> {
-        let first = Passphrase::from_string(rpassword::prompt_password(format!(
-            "{}: ",
-            capitalize(self.what)
-        ))?);
-        if let Purpose::New { allow_empty } = purpose {
-            if first.is_empty() && !allow_empty {
+    /// Resolve a secret that will protect something new, and score it. A weak one from a
+    /// file, descriptor, command or the environment is used with a warning (scripts keep
+    /// working); at a terminal it is refused once with zxcvbn's advice, and kept only if it is
+    /// typed twice more.
+    pub fn resolve_new(
+        &self,
+        ui: &Ui,
+        allow_empty: bool,
+        stdin_is_data: bool,
+    ) -> anyhow::Result<(Passphrase, Strength, Origin)> {
+        if let Some(p) = self.given(ui, stdin_is_data)? {
+            if p.is_empty() && !allow_empty {
                 return Err(mxkeys::Error::EmptyPassphrase.into());
             }
-            let second = Passphrase::from_string(rpassword::prompt_password(format!(
-                "{} (again): ",
-                capitalize(self.what)
-            ))?);
-            if !first.ct_eq(&second) {
-                return Err(CliError::usage(
-                    "the two passphrases differ",
-                    "run the command again and type the same passphrase twice",
+            let strength = passphrase_strength::assess(&p, &[]);
+            if strength.is_weak() && !p.is_empty() {
+                let why = strength
+                    .warning
+                    .as_ref()
+                    .map(|w| format!(": {w}"))
+                    .unwrap_or_default();
+                ui.warn(&format!(
+                    "the {} is weak ({}){why}; it is used as given, but a longer one of uncommon words protects the keys better",
+                    self.what,
+                    describe(&strength)
                 ));
             }
+            return Ok((p, strength, Origin::Given));
         }
-        Ok(first)
+        if !ui.interactive {
+            return Err(self.no_terminal());
+        }
+        let question = self.question();
+        let first = prompt::secret(&format!("{question}: "))?;
+        if first.is_empty() {
+            if !allow_empty {
+                return Err(mxkeys::Error::EmptyPassphrase.into());
+            }
+            let strength = passphrase_strength::assess(&first, &[]);
+            return Ok((first, strength, Origin::Prompt));
+        }
+        let mut chosen = first;
+        let mut strength = passphrase_strength::assess(&chosen, &[]);
+        if strength.is_weak() {
+            prompt::say(&format!(
+                "This passphrase is weak ({}).",
+                describe(&strength)
+            ));
+            if let Some(w) = &strength.warning {
+                prompt::say(&format!("  {w}"));
+            }
+            for s in &strength.suggestions {
+                prompt::say(&format!("  {s}"));
+            }
+            let short = question.split(" (").next().unwrap_or(&question);
+            let again = prompt::secret(&format!("{short} (the same one again to keep it): "))?;
+            if !again.ct_eq(&chosen) {
+                if again.is_empty() && !allow_empty {
+                    return Err(mxkeys::Error::EmptyPassphrase.into());
+                }
+                strength = passphrase_strength::assess(&again, &[]);
+                if strength.is_weak() {
+                    return Err(CliError::usage(
+                        format!("the {} is weak ({})", self.what, describe(&strength)),
+                        "choose a longer passphrase of several uncommon words; to keep a weak one, type the same one twice more when asked",
+                    ));
+                }
+                chosen = again;
+            }
+        }
+        let repeat = prompt::secret(&format!("{}: ", repeat_question(&question)))?;
+        if !chosen.ct_eq(&repeat) {
+            return Err(CliError::usage(
+                "the two passphrases differ",
+                "run the command again and type the same passphrase twice",
+            ));
+        }
+        Ok((chosen, strength, Origin::Prompt))
+    }
+
+    /// Ask again on the terminal, with this question (after a wrong passphrase).
+    pub fn prompt_again(&self, question: &str) -> anyhow::Result<Passphrase> {
+        prompt::secret(&format!("{question}: "))
     }
 
     fn read_file(&self, ui: &Ui, p: &Path, stdin_is_data: bool) -> anyhow::Result<Passphrase> {
@@ -329,6 +390,24 @@ pub fn strip_newline(mut buf: Zeroizing<Vec<u8>>) -> Passphrase {
     Passphrase::new(std::mem::take(&mut *buf))
 }
 
+/// "score 1 of 4; 3 or more is needed" — the verdict without anything of the passphrase.
+pub fn describe(s: &Strength) -> String {
+    format!("strength {} of 4; {MIN_SCORE} or more is needed", s.score)
+}
+
+/// The confirmation question for a new secret's question: "New passphrase for x.txt" ->
+/// "Repeat the new passphrase for x.txt".
+fn repeat_question(question: &str) -> String {
+    match question.strip_prefix("New ") {
+        Some(rest) => {
+            // The store's location was just shown; the repeat is shorter.
+            let rest = rest.split(" (").next().unwrap_or(rest);
+            format!("Repeat the new {rest}")
+        }
+        None => format!("{question} (again)"),
+    }
+}
+
 fn capitalize(s: &str) -> String {
     let mut c = s.chars();
     match c.next() {
@@ -346,6 +425,7 @@ pub fn export_passphrase(a: &super::PassphraseArgs) -> Source {
         file: a.passphrase_file.clone(),
         fd: a.passphrase_fd,
         command: a.passphrase_command.clone(),
+        prompt: None,
     }
 }
 
@@ -358,6 +438,7 @@ pub fn new_passphrase(a: &super::NewPassphraseArgs) -> Source {
         file: a.new_passphrase_file.clone(),
         fd: a.new_passphrase_fd,
         command: a.new_passphrase_command.clone(),
+        prompt: None,
     }
 }
 
@@ -370,6 +451,7 @@ pub fn store_passphrase(g: &super::GlobalArgs) -> Source {
         file: g.store_passphrase_file.clone(),
         fd: g.store_passphrase_fd,
         command: g.store_passphrase_command.clone(),
+        prompt: None,
     }
 }
 
@@ -389,5 +471,28 @@ mod tests {
         assert_eq!(s(b"pw\n\n"), b"pw\n");
         assert_eq!(s(b" pw "), b" pw ");
         assert_eq!(s(b""), b"");
+    }
+
+    #[test]
+    fn repeat_questions_are_short() {
+        assert_eq!(
+            repeat_question("New passphrase for keys.txt"),
+            "Repeat the new passphrase for keys.txt"
+        );
+        assert_eq!(
+            repeat_question("New store passphrase (mxkeys store at ~/.local/share/mxkeys)"),
+            "Repeat the new store passphrase"
+        );
+        assert_eq!(repeat_question("Password"), "Password (again)");
+    }
+
+    #[test]
+    fn the_verdict_names_the_score_only() {
+        let s = Strength {
+            score: 1,
+            warning: None,
+            suggestions: vec![],
+        };
+        assert_eq!(describe(&s), "strength 1 of 4; 3 or more is needed");
     }
 }

@@ -175,7 +175,7 @@ impl<R: Read + Seek> ExportReader<R> {
         let file_len = src
             .seek(SeekFrom::End(0))
             .map_err(|e| Error::io("reading the export file", e))?;
-        progress.phase("checking", file_len);
+        progress.phase("checking", file_len, crate::progress::Unit::Bytes);
         let mut head = Vec::with_capacity(HEADER_LEN);
         rewind(&mut src)?;
         let mut dec = armor::ArmorDecoder::new(&mut src);
@@ -257,7 +257,7 @@ fn verify_mac<R: Read + Seek>(
     keys: &ExportKeys,
     progress: &dyn Progress,
 ) -> Result<()> {
-    progress.phase("verifying", info.file_len);
+    progress.phase("verifying", info.file_len, crate::progress::Unit::Bytes);
     let mut mac = keys.mac();
     let mut tag = Vec::with_capacity(MAC_LEN);
     let end = info.decoded_len - MAC_LEN as u64;
@@ -320,7 +320,11 @@ impl<R: Read + Seek> UnlockedExport<R> {
         progress: &dyn Progress,
         sink: &mut dyn FnMut(&[u8]) -> Result<()>,
     ) -> Result<()> {
-        progress.phase("decrypting", self.info.file_len);
+        progress.phase(
+            "decrypting",
+            self.info.file_len,
+            crate::progress::Unit::Bytes,
+        );
         let mut mac = self.keys.mac();
         let mut ctr: CtrState = self.keys.cipher(&self.info.header.iv);
         let mut tag = Vec::with_capacity(MAC_LEN);

@@ -31,7 +31,7 @@ pub fn run(ctx: &Context<'_>, a: EncryptArgs) -> anyhow::Result<Code> {
             }
         })?)
     };
-    let (mut w, rounds) = super::new_export(
+    let (mut w, rounds, strength) = super::new_export(
         ctx,
         out,
         a.out.force,
@@ -91,6 +91,7 @@ pub fn run(ctx: &Context<'_>, a: EncryptArgs) -> anyhow::Result<Code> {
         let v = serde_json::json!({
             "input": label, "output": o, "entries": entries, "sessions": written,
             "rejected": rejected, "rejections": rejections, "rounds": rounds,
+            "passphrase_strength": super::strength_json(&strength),
         });
         if o == "stdout" {
             eprintln!("{v}");

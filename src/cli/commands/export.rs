@@ -1,6 +1,6 @@
 //! `mxkeys export`: write sessions from the store to an export file.
 
-use mxkeys::progress::{self, Progress};
+use mxkeys::progress::{self, Progress, Unit};
 use mxkeys::store::{Access, Filter};
 
 use super::{Context, Sink, output_label};
@@ -37,9 +37,10 @@ pub fn run(ctx: &Context<'_>, a: ExportArgs) -> anyhow::Result<Code> {
         };
         return Err(CliError::new(Code::NotFound, msg, hint));
     }
+    let (mut w, rounds, strength) =
+        super::new_export(ctx, out, a.out.force, &a.write, &a.passphrase, false)?;
     let bar = ctx.ui.bar();
-    let (mut w, rounds) = super::new_export(ctx, out, a.out.force, &a.write, &a.passphrase, false)?;
-    bar.phase("exporting", n);
+    bar.phase("exporting", n, Unit::Keys);
     let rooms = store.count_rooms(&filter)?;
     store.for_each_batch(&filter, &mut |batch| {
         let n = batch.len() as u64;
@@ -57,7 +58,7 @@ pub fn run(ctx: &Context<'_>, a: ExportArgs) -> anyhow::Result<Code> {
             // stdout carries the export itself; the report goes to stderr.
             eprintln!(
                 "{}",
-                serde_json::json!({"message_type": "summary", "output": label, "sessions": written, "rooms": rooms, "rounds": rounds})
+                serde_json::json!({"message_type": "summary", "output": label, "sessions": written, "rooms": rooms, "rounds": rounds, "passphrase_strength": super::strength_json(&strength)})
             );
         } else {
             ctx.ui.print_json(&serde_json::json!({
@@ -65,6 +66,7 @@ pub fn run(ctx: &Context<'_>, a: ExportArgs) -> anyhow::Result<Code> {
                 "sessions": written,
                 "rooms": rooms,
                 "rounds": rounds,
+                "passphrase_strength": super::strength_json(&strength),
             }))?;
         }
     } else {

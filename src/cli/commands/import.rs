@@ -14,8 +14,9 @@ pub fn run(ctx: &Context<'_>, a: ImportArgs) -> anyhow::Result<Code> {
         &secrets_in::store_passphrase(ctx.global),
         &secrets_in::export_passphrase(&a.passphrase),
     ])?;
-    let bar = ctx.ui.bar();
     let mut store = ctx.open_store(Access::Write, stdin_is_data)?;
+    let bar = ctx.ui.bar();
+    bar.rename("decrypting", "importing");
     // Every file is checked, then unlocked, before anything is written; then one transaction
     // for all files: their valid sessions merge completely or not at all.
     let (mut unlocked, _) =

@@ -5,7 +5,7 @@ use mxkeys::store::Store;
 use super::Context;
 use crate::cli::InitArgs;
 use crate::cli::exit::{CliError, Code};
-use crate::cli::secrets_in::{self, Purpose};
+use crate::cli::secrets_in;
 
 /// Run `init`.
 pub fn run(ctx: &Context<'_>, a: InitArgs) -> anyhow::Result<Code> {
@@ -19,8 +19,12 @@ pub fn run(ctx: &Context<'_>, a: InitArgs) -> anyhow::Result<Code> {
         );
         None
     } else {
-        let (p, _) = secrets_in::store_passphrase(ctx.global)
-            .resolve(ctx.ui, Purpose::New { allow_empty: false }, false)
+        let (p, strength, _) = secrets_in::store_passphrase(ctx.global)
+            .with_prompt(format!(
+                "New store passphrase (mxkeys store at {})",
+                super::tilde(&dir)
+            ))
+            .resolve_new(ctx.ui, false, false)
             .map_err(|e| {
                 // The generic hint names --insecure-empty-passphrase, which init does not have.
                 if matches!(
@@ -35,7 +39,11 @@ pub fn run(ctx: &Context<'_>, a: InitArgs) -> anyhow::Result<Code> {
                     e
                 }
             })?;
-        Some(p)
+        Some((p, strength))
+    };
+    let (pass, strength) = match pass {
+        Some((p, s)) => (Some(p), Some(s)),
+        None => (None, None),
     };
     Store::create(&dir, pass.as_ref(), a.store_kdf_rounds)?;
     let sealed = pass.is_some();
@@ -44,6 +52,7 @@ pub fn run(ctx: &Context<'_>, a: InitArgs) -> anyhow::Result<Code> {
             "store": dir,
             "protection": if sealed { "sealed" } else { "unsealed" },
             "kdf_rounds": sealed.then_some(a.store_kdf_rounds),
+            "passphrase_strength": strength.as_ref().map(super::strength_json),
         }))?;
     } else {
         ctx.ui.note(&format!(

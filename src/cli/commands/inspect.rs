@@ -30,6 +30,7 @@ struct Invalid {
 pub fn run(ctx: &Context<'_>, a: InspectArgs) -> anyhow::Result<Code> {
     let stdin_is_data = a.file.as_os_str() == "-";
     let bar = ctx.ui.bar();
+    bar.set_subject(Some(&a.file.display().to_string()));
     let limits = Limits {
         max_rounds: a.read.max_rounds,
     };

@@ -6,7 +6,7 @@ use mxkeys::store::Access;
 use super::Context;
 use super::net::{self, Credentials, client_config, load_credentials, save_credentials};
 use crate::cli::exit::{CliError, Code};
-use crate::cli::secrets_in::{Purpose, Source};
+use crate::cli::secrets_in::Source;
 use crate::cli::{LoginArgs, LogoutArgs};
 
 /// Run `login`.
@@ -34,8 +34,11 @@ pub fn run(ctx: &Context<'_>, a: LoginArgs) -> anyhow::Result<Code> {
         file: a.password_file.clone(),
         fd: a.password_fd,
         command: None,
+        prompt: None,
     };
-    let (password, _) = pw_source.resolve(ctx.ui, Purpose::Existing, false)?;
+    let (password, _) = pw_source
+        .with_prompt(format!("Password for {}", a.user))
+        .resolve(ctx.ui, false)?;
     let client = Client::new(&base, None, cfg)?.with_cancel(crate::cli::output::interrupted);
     let login = client.login_password(&a.user, &password, &a.device_name)?;
     drop(password);

@@ -4,7 +4,7 @@
 //! down) so that memory stays bounded however large the files are.
 
 use mxkeys::export::{ExportWriter, ThreadedSessionWriter};
-use mxkeys::progress::{self, Progress};
+use mxkeys::progress::{self, Progress, Unit};
 use mxkeys::store::Filter;
 
 use super::{Context, MergeLog, Sink, check_stdin_once, open_and_unlock, output_label};
@@ -22,15 +22,18 @@ pub fn run(ctx: &Context<'_>, a: MergeArgs) -> anyhow::Result<Code> {
         &secrets_in::new_passphrase(&a.new_passphrase),
     ])?;
     let bar = ctx.ui.bar();
+    bar.rename("decrypting", "reading");
     let (mut unlocked, unlocker) =
         open_and_unlock(ctx, &a.files, &a.passphrase, &a.read, stdin_is_data, &bar)?;
     let input_passphrases_differ = unlocker.passphrases_differ();
     let new_pass = super::reencrypt::new_output_passphrase(
         ctx,
         &a.new_passphrase,
+        &output_label(out),
         a.write.insecure_empty_passphrase,
         stdin_is_data,
     )?;
+    let strength = new_pass.as_ref().map(|(_, s)| super::strength_json(s));
     if new_pass.is_none() && input_passphrases_differ {
         return Err(crate::cli::exit::CliError::usage(
             "the input files have different passphrases; which one should the merged file use?",
@@ -45,7 +48,7 @@ pub fn run(ctx: &Context<'_>, a: MergeArgs) -> anyhow::Result<Code> {
     let (counts, _) = log.merge_files(&mut store, &mut unlocked, &bar)?;
 
     let pass = match &new_pass {
-        Some(p) => p,
+        Some((p, _)) => p,
         None => unlocker
             .passphrase()
             .ok_or_else(|| anyhow::anyhow!("no passphrase"))?,
@@ -53,7 +56,8 @@ pub fn run(ctx: &Context<'_>, a: MergeArgs) -> anyhow::Result<Code> {
     let sink = Sink::open(out, a.out.force)?;
     let mut w = ThreadedSessionWriter::new(ExportWriter::new(sink, pass, rounds)?);
     let total = counts.imported;
-    bar.phase("writing", total);
+    bar.set_subject(Some(&output_label(out)));
+    bar.phase("writing", total, Unit::Keys);
     store.for_each_batch(&Filter::default(), &mut |batch| {
         let n = batch.len() as u64;
         w.push_all(batch)?;
@@ -76,6 +80,7 @@ pub fn run(ctx: &Context<'_>, a: MergeArgs) -> anyhow::Result<Code> {
             "output": o, "sessions": written, "duplicates_dropped": counts.unchanged + counts.improved,
             "improved": counts.improved, "conflicts": counts.conflicts, "rejected": rejected,
             "rejections": log.rejections, "conflict_list": log.conflicts, "rounds": rounds,
+            "passphrase_strength": strength,
         });
         if o == "stdout" {
             eprintln!("{v}");

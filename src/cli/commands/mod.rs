@@ -1,6 +1,7 @@
 //! One module per command, each with a `run` function; shared plumbing lives here.
 
 pub mod backup;
+pub mod completions;
 pub mod decrypt;
 pub mod encrypt;
 pub mod export;
@@ -9,6 +10,7 @@ pub mod init;
 pub mod inspect;
 pub mod list;
 pub mod login;
+pub mod man;
 pub mod merge;
 pub mod net;
 pub mod recovery_key;
@@ -21,14 +23,16 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use mxkeys::export::{ExportReader, ExportWriter, Limits, ThreadedSessionWriter, UnlockedExport};
 use mxkeys::fs::{AtomicFile, Overwrite};
+use mxkeys::passphrase_strength::Strength;
 use mxkeys::progress::Progress;
 use mxkeys::secret::Passphrase;
 use mxkeys::store::{Access, Locked, MergeCounts, Outcome, Protection, Store, StoreError};
 
 use super::GlobalArgs;
 use super::exit::{CliError, Code};
-use super::output::Ui;
-use super::secrets_in::{self, Origin, Purpose, Source};
+use super::output::{Bar, Ui};
+use super::prompt;
+use super::secrets_in::{self, Origin, Source};
 
 /// Tries at a terminal prompt before giving up on a passphrase.
 const PROMPT_TRIES: u32 = 3;
@@ -78,14 +82,30 @@ impl<'a> Context<'a> {
         Ok(Store::open(self.store_dir()?, access)?)
     }
 
+    /// The store directory as shown to a person: `~` for the home directory.
+    pub fn store_dir_shown(&self) -> String {
+        match self.store_dir() {
+            Ok(d) => tilde(d),
+            Err(_) => "(no store directory)".into(),
+        }
+    }
+
+    /// The store passphrase's sources, with the question that names the store.
+    pub fn store_passphrase(&self) -> Source {
+        secrets_in::store_passphrase(self.global).with_prompt(format!(
+            "Store passphrase (mxkeys store at {})",
+            self.store_dir_shown()
+        ))
+    }
+
     /// Open and unlock the store, asking for its passphrase when it is sealed.
     pub fn open_store(&self, access: Access, stdin_is_data: bool) -> anyhow::Result<Store> {
         let locked = self.open_store_locked(access)?;
         if locked.protection() == Protection::Unsealed {
             return locked.unlock(None).map_err(|(_, e)| e.into());
         }
-        let source = secrets_in::store_passphrase(self.global);
-        let (mut pass, origin) = source.resolve(self.ui, Purpose::Existing, stdin_is_data)?;
+        let source = self.store_passphrase();
+        let (mut pass, origin) = source.resolve(self.ui, stdin_is_data)?;
         let mut locked = locked;
         let mut tries = 1;
         loop {
@@ -94,16 +114,43 @@ impl<'a> Context<'a> {
                 Err((l, StoreError::WrongPassphrase))
                     if origin == Origin::Prompt && tries < PROMPT_TRIES =>
                 {
-                    eprintln!("Wrong store passphrase, try again.");
+                    prompt::say(&format!(
+                        "Wrong store passphrase; {}.",
+                        tries_left(PROMPT_TRIES - tries)
+                    ));
                     locked = l;
                     tries += 1;
-                    pass =
-                        Passphrase::from_string(rpassword::prompt_password("Store passphrase: ")?);
+                    pass = source.prompt_again(&format!(
+                        "Store passphrase (mxkeys store at {})",
+                        self.store_dir_shown()
+                    ))?;
                 }
                 Err((_, e)) => return Err(e.into()),
             }
         }
     }
+}
+
+/// "2 tries left", "1 try left".
+pub fn tries_left(n: u32) -> String {
+    if n == 1 {
+        "1 try left".into()
+    } else {
+        format!("{n} tries left")
+    }
+}
+
+/// A path as shown to a person: the home directory as `~`.
+pub fn tilde(p: &Path) -> String {
+    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty())
+        && let Ok(rest) = p.strip_prefix(&home)
+    {
+        if rest.as_os_str().is_empty() {
+            return "~".into();
+        }
+        return format!("~/{}", rest.display());
+    }
+    p.display().to_string()
 }
 
 /// An input export file made seekable.
@@ -214,7 +261,9 @@ impl ExportUnlocker {
         }
     }
 
-    /// Unlock `reader`, verifying its MAC.
+    /// Unlock `reader`, verifying its MAC. At a terminal the question names the file; a
+    /// passphrase typed for an earlier file is tried first, and if it does not fit, this
+    /// file's own is asked for.
     pub fn unlock(
         &mut self,
         ui: &Ui,
@@ -222,14 +271,17 @@ impl ExportUnlocker {
         reader: ExportReader<File>,
         progress: &dyn Progress,
     ) -> anyhow::Result<UnlockedExport<File>> {
+        let question = format!("Passphrase for {}", mxkeys::session::sanitize(label));
+        // Whether the passphrase in hand was typed for this very file.
+        let mut typed_for_this = false;
         if self.current.is_none() {
-            self.current = Some(
-                self.source
-                    .resolve(ui, Purpose::Existing, self.stdin_is_data)?,
-            );
+            let source = self.source.clone().with_prompt(question.clone());
+            let got = source.resolve(ui, self.stdin_is_data)?;
+            typed_for_this = got.1 == Origin::Prompt;
+            self.current = Some(got);
         }
         let mut reader = reader;
-        let mut tries = 1;
+        let mut tries = u32::from(typed_for_this);
         loop {
             let Some((pass, origin)) = &self.current else {
                 return Err(CliError::new(Code::Failure, "no passphrase", ""));
@@ -243,12 +295,16 @@ impl ExportUnlocker {
                 Err((r, mxkeys::Error::WrongPassphraseOrModified))
                     if origin == Origin::Prompt && tries < PROMPT_TRIES =>
                 {
-                    eprintln!(
-                        "Wrong passphrase for {label} (or the file was modified), try again."
-                    );
+                    if tries > 0 {
+                        prompt::say(&format!(
+                            "Wrong passphrase for {} (or the file was modified); {}.",
+                            mxkeys::session::sanitize(label),
+                            tries_left(PROMPT_TRIES - tries)
+                        ));
+                    }
                     reader = r;
                     tries += 1;
-                    self.current = Some((self.source.prompt_again(label)?, Origin::Prompt));
+                    self.current = Some((self.source.prompt_again(&question)?, Origin::Prompt));
                 }
                 Err((_, e)) => return Err(anyhow::Error::new(e).context(label.to_string())),
             }
@@ -267,19 +323,22 @@ pub fn open_and_unlock(
     passphrase: &super::PassphraseArgs,
     read: &super::ReadArgs,
     stdin_is_data: bool,
-    progress: &dyn Progress,
+    progress: &Bar,
 ) -> anyhow::Result<(Vec<Unlocked>, ExportUnlocker)> {
     let limits = Limits {
         max_rounds: read.max_rounds,
     };
     let mut readers = Vec::with_capacity(files.len());
     for p in files {
-        readers.push(open_export(open_input(p)?, &limits, progress)?);
+        let input = open_input(p)?;
+        progress.set_subject(Some(&input.label));
+        readers.push(open_export(input, &limits, progress)?);
     }
     let mut unlocker =
         ExportUnlocker::new(secrets_in::export_passphrase(passphrase), stdin_is_data);
     let mut unlocked = Vec::with_capacity(readers.len());
     for (label, r) in readers {
+        progress.set_subject(Some(&label));
         let u = unlocker.unlock(ctx.ui, &label, r, progress)?;
         unlocked.push((label, u));
     }
@@ -349,7 +408,7 @@ impl MergeLog {
         &mut self,
         store: &mut Store,
         files: &mut [Unlocked],
-        progress: &dyn Progress,
+        progress: &Bar,
     ) -> anyhow::Result<(MergeCounts, Vec<FileReport>)> {
         enum Msg {
             Batch(usize, Vec<mxkeys::session::ExportedSession>),
@@ -392,6 +451,7 @@ impl MergeLog {
             );
             let mut read_all = || -> anyhow::Result<()> {
                 for (f, (label, u)) in files.iter_mut().enumerate() {
+                    progress.set_subject(Some(label));
                     let fr = &mut reports[f];
                     let n = u
                         .for_each_session_batch(progress, &mut |batch| {
@@ -444,7 +504,7 @@ impl MergeLog {
 }
 
 /// A new export file at `out`: rounds (with the spec's warning), a new passphrase from its
-/// sources, and the session writer.
+/// sources (scored; the score goes into `--json` reports), and the session writer.
 pub fn new_export(
     ctx: &Context<'_>,
     out: Option<&Path>,
@@ -452,17 +512,18 @@ pub fn new_export(
     write: &super::WriteArgs,
     passphrase: &super::PassphraseArgs,
     stdin_is_data: bool,
-) -> anyhow::Result<(ThreadedSessionWriter<Sink>, u32)> {
+) -> anyhow::Result<(ThreadedSessionWriter<Sink>, u32, Strength)> {
     let rounds = rounds_for_new_file(ctx.ui, write.rounds);
-    let (pass, _) = secrets_in::export_passphrase(passphrase).resolve(
-        ctx.ui,
-        Purpose::New {
-            allow_empty: write.insecure_empty_passphrase,
-        },
-        stdin_is_data,
-    )?;
+    let (pass, strength, _) = secrets_in::export_passphrase(passphrase)
+        .with_prompt(format!("New passphrase for {}", output_label(out)))
+        .resolve_new(ctx.ui, write.insecure_empty_passphrase, stdin_is_data)?;
     let w = ThreadedSessionWriter::new(ExportWriter::new(Sink::open(out, force)?, &pass, rounds)?);
-    Ok((w, rounds))
+    Ok((w, rounds, strength))
+}
+
+/// The `--json` form of a new passphrase's strength.
+pub fn strength_json(s: &Strength) -> serde_json::Value {
+    serde_json::json!({"score": s.score, "weak": s.is_weak()})
 }
 
 /// Where output goes: an atomic file, or stdout.
@@ -610,5 +671,30 @@ pub fn warn_entries(
             "... and {} more conflicts (--json lists them)",
             total_conflicts as usize - SHOWN
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tries_are_counted_in_words() {
+        assert_eq!(tries_left(2), "2 tries left");
+        assert_eq!(tries_left(1), "1 try left");
+    }
+
+    #[test]
+    fn home_is_shown_as_a_tilde() {
+        let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) else {
+            return;
+        };
+        let home = PathBuf::from(home);
+        assert_eq!(
+            tilde(&home.join(".local/share/mxkeys")),
+            "~/.local/share/mxkeys"
+        );
+        assert_eq!(tilde(&home), "~");
+        assert_eq!(tilde(Path::new("/elsewhere/x")), "/elsewhere/x");
     }
 }

@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 
 use super::Context;
 use crate::cli::exit::{CliError, Code};
-use crate::cli::secrets_in::{Purpose, Source};
+use crate::cli::secrets_in::Source;
 use crate::cli::{BackupSecretArgs, NetArgs};
 
 /// Name of the sealed credentials in the store.
@@ -109,6 +109,7 @@ fn token_source(net: &NetArgs) -> Source {
         file: net.access_token_file.clone(),
         fd: net.access_token_fd,
         command: None,
+        prompt: None,
     }
 }
 
@@ -145,7 +146,7 @@ pub fn connect(ctx: &Context<'_>, net: &NetArgs, store_use: StoreUse) -> anyhow:
                 "add --homeserver https://your.server (or set MXKEYS_HOMESERVER)",
             )
         })?;
-        let (tok, _) = tsrc.resolve(ctx.ui, Purpose::Existing, false)?;
+        let (tok, _) = tsrc.resolve(ctx.ui, false)?;
         let token = AccessToken::new(String::from_utf8(tok.expose_secret().to_vec()).map_err(
             |_| CliError::usage("the access token is not text", "check the token file"),
         )?);
@@ -260,6 +261,7 @@ pub fn secret_sources(a: &BackupSecretArgs) -> (Source, Source) {
             file: a.recovery_key_file.clone(),
             fd: a.recovery_key_fd,
             command: None,
+            prompt: None,
         },
         Source {
             what: "Security Phrase",
@@ -268,6 +270,7 @@ pub fn secret_sources(a: &BackupSecretArgs) -> (Source, Source) {
             file: a.security_phrase_file.clone(),
             fd: a.security_phrase_fd,
             command: None,
+            prompt: None,
         },
     )
 }
@@ -286,11 +289,11 @@ pub fn given_secret(
         ));
     }
     if rk.is_given() {
-        let (t, _) = rk.resolve(ctx.ui, Purpose::Existing, stdin_is_data)?;
+        let (t, _) = rk.resolve(ctx.ui, stdin_is_data)?;
         return Ok(Some(UserSecret::key(&t)?));
     }
     if sp.is_given() {
-        let (t, _) = sp.resolve(ctx.ui, Purpose::Existing, stdin_is_data)?;
+        let (t, _) = sp.resolve(ctx.ui, stdin_is_data)?;
         return Ok(Some(UserSecret::Phrase(t)));
     }
     Ok(None)
@@ -298,10 +301,8 @@ pub fn given_secret(
 
 /// Ask on the terminal for a Security Key, Security Phrase or recovery key.
 pub fn prompt_secret() -> anyhow::Result<UserSecret> {
-    let t = rpassword::prompt_password("Security Key, Security Phrase or recovery key: ")?;
-    Ok(UserSecret::guess(mxkeys::secret::Passphrase::from_string(
-        t,
-    ))?)
+    let t = crate::cli::prompt::secret("Security Key, Security Phrase or recovery key: ")?;
+    Ok(UserSecret::guess(t)?)
 }
 
 /// How the backup key was obtained. Serialised as one string: the kind of secret
@@ -478,13 +479,8 @@ pub fn confirm(ctx: &Context<'_>, yes: bool, plan: &str) -> anyhow::Result<()> {
             "add --yes to confirm",
         ));
     }
-    eprint!("About to {plan}. Continue? [y/N] ");
-    let mut line = String::new();
-    let tty = std::fs::File::open("/dev/tty")
-        .map_err(|e| mxkeys::Error::io("opening the terminal", e))?;
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(tty), &mut line)
-        .map_err(|e| mxkeys::Error::io("reading the terminal", e))?;
-    if matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+    let line = crate::cli::prompt::line(&format!("About to {plan}. Continue? [y/N] "))?;
+    if matches!(line.as_str(), "y" | "Y" | "yes" | "YES" | "Yes") {
         Ok(())
     } else {
         Err(CliError::new(Code::Failure, "cancelled", ""))

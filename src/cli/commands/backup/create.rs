@@ -35,15 +35,13 @@ pub fn run(ctx: &Context<'_>, a: BackupCreateArgs) -> anyhow::Result<Code> {
         let given = match given {
             Some(g) => Some(g),
             None if ctx.ui.interactive => {
-                let t = rpassword::prompt_password(
+                let t = crate::cli::prompt::secret(
                     "Security Key or Security Phrase, to keep the new key in secret storage (empty: skip): ",
                 )?;
                 if t.is_empty() {
                     None
                 } else {
-                    Some(UserSecret::guess(mxkeys::secret::Passphrase::from_string(
-                        t,
-                    ))?)
+                    Some(UserSecret::guess(t)?)
                 }
             }
             None => None,

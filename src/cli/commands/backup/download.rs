@@ -3,7 +3,7 @@
 use mxkeys::backup::{self, BackupDecryptionKey, KeyBackupData};
 use mxkeys::client::{Client, RoomKey};
 use mxkeys::export::ThreadedSessionWriter;
-use mxkeys::progress::Progress;
+use mxkeys::progress::{Progress, Unit};
 use mxkeys::recovery::UserSecret;
 use mxkeys::session::ExportedSession;
 use mxkeys::store::{Access, MergeCounts, MergeTx, Outcome};
@@ -183,7 +183,6 @@ pub fn run(ctx: &Context<'_>, a: BackupDownloadArgs) -> anyhow::Result<Code> {
             v.count,
             src.describe()
         ));
-        bar.phase("downloading", v.count);
         conn = Some(c);
         (k, src, Some(v))
     };
@@ -196,7 +195,7 @@ pub fn run(ctx: &Context<'_>, a: BackupDownloadArgs) -> anyhow::Result<Code> {
     };
     let target = match out {
         Some(_) => {
-            let (w, _) =
+            let (w, _, _) =
                 super::super::new_export(ctx, out, a.out.force, &a.write, &a.passphrase, false)?;
             Target::File(Box::new(w))
         }
@@ -207,6 +206,10 @@ pub fn run(ctx: &Context<'_>, a: BackupDownloadArgs) -> anyhow::Result<Code> {
                 .merge_tx()?,
         ),
     };
+    // Every question has been asked: the bar starts with the work.
+    if let Some(v) = &version {
+        bar.phase("downloading", v.count, Unit::Keys);
+    }
     let (key, written, fetched, merge, rejected, rejections, conflicts) = {
         let mut d = Downloader {
             key,

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use mxkeys::progress::{Progress, Unit};
 use mxkeys::store::Access;
 use mxkeys::sync::StatusCounts;
 use serde_json::json;
@@ -24,6 +25,7 @@ pub fn run(ctx: &Context<'_>, a: BackupStatusArgs) -> anyhow::Result<Code> {
     let conn = net::connect(ctx, &a.net, StoreUse::Required(Access::Read))?;
     let v = net::backup_version(&conn.client, a.version.as_deref())?;
     let bar = ctx.ui.bar();
+    bar.phase("reading the backup", v.count, Unit::Keys);
     let mut server: HashMap<(String, String), u32> = HashMap::new();
     conn.client
         .room_keys(&v.version, None, None, &bar, &mut |k| {

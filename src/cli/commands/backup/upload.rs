@@ -2,7 +2,7 @@
 
 use mxkeys::backup::{self, BackupPublicKey};
 use mxkeys::client::ClientError;
-use mxkeys::progress::{self, Progress};
+use mxkeys::progress::{self, Progress, Unit};
 use mxkeys::recovery::RecoveryError;
 use mxkeys::session::ExportedSession;
 use mxkeys::store::{Access, Filter};
@@ -194,7 +194,23 @@ pub fn run(ctx: &Context<'_>, a: BackupUploadArgs) -> anyhow::Result<Code> {
         }
     };
 
+    // Every question (the files' passphrases) is asked before any bar is drawn.
     let bar = ctx.ui.bar();
+    let unlocked = if from_files {
+        Some(
+            super::super::open_and_unlock(
+                ctx,
+                &a.files,
+                &a.passphrase,
+                &a.read,
+                stdin_is_data,
+                &bar,
+            )?
+            .0,
+        )
+    } else {
+        None
+    };
     let mut up = Uploader {
         client: &conn.client,
         version: current.version.clone(),
@@ -207,7 +223,7 @@ pub fn run(ctx: &Context<'_>, a: BackupUploadArgs) -> anyhow::Result<Code> {
         server_count: current.count,
     };
     // What the server holds (metadata only, no key needed).
-    bar.phase("comparing", current.count);
+    bar.phase("comparing", current.count, Unit::Keys);
     conn.client
         .room_keys(&current.version, None, None, &bar, &mut |k| {
             up.index
@@ -222,15 +238,7 @@ pub fn run(ctx: &Context<'_>, a: BackupUploadArgs) -> anyhow::Result<Code> {
     // session found in several files), then read back in room order.
     let mut files_read = Vec::new();
     let scratch;
-    let source: &mxkeys::store::Store = if from_files {
-        let (mut unlocked, _) = super::super::open_and_unlock(
-            ctx,
-            &a.files,
-            &a.passphrase,
-            &a.read,
-            stdin_is_data,
-            &bar,
-        )?;
+    let source: &mxkeys::store::Store = if let Some(mut unlocked) = unlocked {
         let (dir, mut store) = super::super::scratch_store("mxkeys-upload-")?;
         let mut log = super::super::MergeLog::default();
         log.merge_files(&mut store, &mut unlocked, &bar)?;
@@ -244,7 +252,7 @@ pub fn run(ctx: &Context<'_>, a: BackupUploadArgs) -> anyhow::Result<Code> {
             .ok_or_else(|| anyhow::anyhow!("no store"))?
     };
     let n = source.count(&Filter::default())?;
-    bar.phase("uploading", n);
+    bar.phase("uploading", n, Unit::Keys);
     let mut err: Option<anyhow::Error> = None;
     source
         .for_each_session(
