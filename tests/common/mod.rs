@@ -20,6 +20,8 @@ use assert_cmd::Command;
 use serde_json::Value;
 use tempfile::TempDir;
 
+pub mod pty;
+
 /// The mxkeys binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_mxkeys");
 /// The fixtures directory of this package (never the shared one).
