@@ -4,6 +4,7 @@ pub mod backup;
 pub mod decrypt;
 pub mod encrypt;
 pub mod export;
+pub mod history;
 pub mod import;
 pub mod init;
 pub mod inspect;
