@@ -465,7 +465,7 @@ fn human_output_says_what_to_do() {
         "before_join is not listed: {o}"
     );
     assert!(
-        text(&out.stderr).contains("13 encrypted events in 1 rooms"),
+        text(&out.stderr).contains("13 encrypted events in 1 room:"),
         "{}",
         text(&out.stderr)
     );

@@ -262,14 +262,18 @@ fn counts_line(c: &mxkeys::history::classify::Counts) -> String {
         .join(", ")
 }
 
+fn events(n: u64) -> String {
+    format!("{n} encrypted event{}", if n == 1 { "" } else { "s" })
+}
+
 fn print_human(ctx: &Context<'_>, r: &Report) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     for (room_id, room) in &r.rooms {
         writeln!(
             out,
-            "{}: {} encrypted events: {}",
+            "{}: {}: {}",
             sanitize(room_id),
-            room.events,
+            events(room.events),
             counts_line(&room.counts)
         )?;
         for s in sorted(&room.sessions) {
@@ -298,9 +302,10 @@ fn print_human(ctx: &Context<'_>, r: &Report) -> anyhow::Result<()> {
         ctx.ui.warn("no encrypted events in the input");
     }
     ctx.ui.note(&format!(
-        "{} encrypted events in {} rooms: {}",
-        r.counts.total(),
+        "{} in {} room{}: {}",
+        events(r.counts.total()),
         r.rooms.len(),
+        if r.rooms.len() == 1 { "" } else { "s" },
         if r.counts.total() == 0 {
             "nothing to check".into()
         } else {
