@@ -435,31 +435,21 @@ fn human_output_says_what_to_do() {
         )),
         "{o}"
     );
-    assert!(
-        o.contains(&format!(
-            "mxkeys backup download --room '{ROOM}' --session {}",
-            s.ids["b"]
-        )),
-        "{o}"
+    let download = format!(
+        "mxkeys backup download --room '{ROOM}' --session {}",
+        s.ids["b"]
     );
-    assert!(
-        o.contains("the store's copy starts at index 5, these events are at index 2"),
-        "{o}"
-    );
-    assert!(o.contains("the backup's at index 3"), "{o}");
-    assert!(
-        o.contains("@bob:example.org's device with identity key"),
-        "{o}"
-    );
-    assert!(
-        o.contains("@bob:example.org's device BOBPHONE (as the event claims)"),
-        "{o}"
-    );
-    assert!(
-        o.contains("2 damaged, 2023-11-14 22:26 to 2023-11-14 22:27 UTC"),
-        "{o}"
-    );
-    assert!(o.contains("bad signature"), "{o}");
+    for want in [
+        download.as_str(),
+        "the store's copy starts at index 5, these events are at index 2",
+        "the backup's at index 3",
+        "@bob:example.org's device with identity key",
+        "@bob:example.org's device BOBPHONE (as the event claims)",
+        "2 damaged, 2023-11-14 22:26 to 2023-11-14 22:27 UTC",
+        "bad signature",
+    ] {
+        assert!(o.contains(want), "{want:?} not in {o}");
+    }
     assert!(
         !o.contains(&format!("session {}", s.ids["e"])),
         "before_join is not listed: {o}"

@@ -406,13 +406,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn decrypts_in_any_order_and_reports_the_session_origin() {
+    /// A new session, its key before any message, and `n` events "m0".. of it.
+    fn group_with_events(n: u32) -> (GroupSession, SessionKey, Vec<EncryptedEvent>) {
         let mut g = GroupSession::new(SessionConfig::version_1());
         let start = g.session_key();
-        let evs: Vec<EncryptedEvent> = (0..20)
+        let evs = (0..n)
             .map(|i| event(&mut g, ROOM, &format!("m{i}")))
             .collect();
+        (g, start, evs)
+    }
+
+    #[test]
+    fn decrypts_in_any_order_and_reports_the_session_origin() {
+        let (g, start, evs) = group_with_events(20);
         let mut src = HashMap::new();
         src.insert(
             (ROOM.to_owned(), g.session_id()),
@@ -433,11 +439,7 @@ mod tests {
 
     #[test]
     fn each_failure_has_its_reason() {
-        let mut g = GroupSession::new(SessionConfig::version_1());
-        let start = g.session_key();
-        let evs: Vec<EncryptedEvent> = (0..6)
-            .map(|i| event(&mut g, ROOM, &format!("m{i}")))
-            .collect();
+        let (mut g, start, evs) = group_with_events(6);
         let wrong_room = event(&mut g, "!other:example.org", "replayed");
         let mut tampered = event(&mut g, ROOM, "x");
         if let EncryptedContent::Megolm(m) = &mut tampered.content {

@@ -12,34 +12,16 @@ use mxkeys::session::sanitize;
 use mxkeys::store::Access;
 use serde_json::{Value, json};
 
-use super::{Context, check_stdin_once};
+use super::{Context, check_stdin_once, open_input};
 use crate::cli::HistoryCheckArgs;
 use crate::cli::exit::{CliError, Code};
 
 const EVENTS_HINT: &str = "give saved /messages responses (objects with \"chunk\"), JSON arrays of events, or JSON lines of events";
 
+/// Open an input (`-` is stdin).
 fn open(path: &Path) -> anyhow::Result<(String, Box<dyn std::io::Read>)> {
-    if path == Path::new("-") {
-        return Ok(("stdin".into(), Box::new(std::io::stdin().lock())));
-    }
-    let label = path.display().to_string();
-    let f = std::fs::File::open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            mxkeys::Error::FileNotFound {
-                path: label.clone(),
-            }
-        } else {
-            mxkeys::Error::io(format!("opening {label}"), e)
-        }
-    })?;
-    if f.metadata().is_ok_and(|m| m.is_dir()) {
-        return Err(CliError::new(
-            Code::Invalid,
-            format!("{label} is a directory"),
-            EVENTS_HINT,
-        ));
-    }
-    Ok((label, Box::new(f)))
+    let input = open_input(path)?;
+    Ok((input.label, Box::new(input.file)))
 }
 
 fn read_backup(path: &Path, bar: &dyn mxkeys::progress::Progress) -> anyhow::Result<BackupIndex> {
