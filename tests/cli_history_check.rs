@@ -571,3 +571,29 @@ fn hostile_inputs_are_clean_errors() {
     let out = env.scmd().args(["history", "check"]).output().unwrap();
     assert_error(&out, 2, "not built yet", "--from-messages");
 }
+
+#[test]
+fn reads_events_from_stdin() {
+    let env = Env::new();
+    let sessions = read_sessions(&fixture("sessions/sessions-3.json"));
+    store_with(&env, &sessions);
+    let lines: String = fixture_events()
+        .iter()
+        .map(|e| format!("{}\n", e["event"]))
+        .collect();
+    let out = env
+        .scmd()
+        .args(["--json", "history", "check", "--from-messages", "-"])
+        .write_stdin(lines)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(one_json(&out)["counts"]["decrypted"], 3);
+    // stdin at most once.
+    let out = env
+        .scmd()
+        .args(["history", "check", "--from-messages", "-", "-"])
+        .output()
+        .unwrap();
+    assert_error(&out, 2, "stdin ('-') is given more than once", "by name");
+}
