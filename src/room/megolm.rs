@@ -139,15 +139,17 @@ pub fn message_index(ciphertext: &str) -> Result<u32, Damage> {
         .map_err(|e| Damage::MalformedCiphertext(e.to_string()))
 }
 
-/// The `room_id` of a decrypted payload.
+/// The `room_id` of a decrypted payload, when the payload is a valid JSON object. The whole
+/// payload is parsed (not just `room_id` picked out): skipping a field does not validate it,
+/// and a payload called decrypted must be JSON a consumer can read.
 fn payload_room(plaintext: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct P {
-        room_id: String,
+    match serde_json::from_slice::<serde_json::Value>(plaintext).ok()? {
+        serde_json::Value::Object(mut m) => match m.remove("room_id")? {
+            serde_json::Value::String(r) => Some(r),
+            _ => None,
+        },
+        _ => None,
     }
-    serde_json::from_slice::<P>(plaintext)
-        .ok()
-        .map(|p| p.room_id)
 }
 
 /// A held session, ready to decrypt.
@@ -494,6 +496,32 @@ mod tests {
             Decryption::Damaged {
                 reason: Damage::MalformedCiphertext(_),
                 message_index: None
+            }
+        ));
+
+        // A payload that is not valid JSON (a lone surrogate outside room_id) is damaged.
+        let mut bad_json = evs[0].clone();
+        let (mut g2, start2, _) = group_with_events(0);
+        let msg = g2.encrypt(r#"{"room_id":"!room:example.org","content":{"body":"\ud800"}}"#);
+        bad_json.content = EncryptedContent::Megolm(MegolmContent {
+            ciphertext: msg.to_base64(),
+            session_id: g2.session_id(),
+            claimed_sender_key: None,
+            claimed_device_id: None,
+        });
+        let mut src2 = HashMap::new();
+        src2.insert(
+            (ROOM.to_owned(), g2.session_id()),
+            session_json(&g2, &start2, 0),
+        );
+        let out = Decryptor::new()
+            .decrypt_batch(&mut src2, &[bad_json])
+            .unwrap();
+        assert!(matches!(
+            out[0],
+            Decryption::Damaged {
+                reason: Damage::BadPayload,
+                ..
             }
         ));
 
