@@ -176,6 +176,20 @@ def main():
     write("client_response", "one-key", b"\x03" + jdump(backup[0]["key_backup_data"]).encode())
     write("client_response", "whoami", b"\x03" + b'{"user_id":"@alice:example.org","device_id":"ABCDEF"}')
 
+    # room_events: event inputs (0) in the three shapes, a raw Megolm message (1).
+    recorded = load("sessions/sessions-3.json.events.json")
+    events = [r["event"] for r in recorded]
+    write("room_events", "messages-page", b"\x00" + jdump(
+        {"start": "t1", "end": "t2", "chunk": events + [
+            {"type": "m.room.message", "event_id": "$p", "content": {"body": "plain"}}],
+         "state": [{"type": "m.room.member", "state_key": "@alice:example.org", "content": {}}]}).encode())
+    write("room_events", "array", b"\x00" + jdump(events).encode())
+    left = dict(events[0], unsigned={"membership": "leave"})
+    olm = dict(events[1], content={"algorithm": "m.olm.v1.curve25519-aes-sha2", "ciphertext": {}})
+    write("room_events", "lines", b"\x00" + "\n".join(jdump(e) for e in [left, olm, events[2]]).encode())
+    first = min(recorded, key=lambda r: (r["room_id"], r["session_id"]))
+    write("room_events", "megolm-message", b"\x01" + unb64(first["event"]["content"]["ciphertext"]))
+
 
 if __name__ == "__main__":
     main()

@@ -94,6 +94,15 @@ pub enum Error {
         path: String,
     },
 
+    /// The output path is a device, FIFO, socket or directory: it cannot be replaced
+    /// atomically, and replacing it would destroy it (`-o /dev/null --force` once turned
+    /// `/dev/null` into a file of keys).
+    #[error("{path} is not a regular file")]
+    OutputNotAFile {
+        /// The path.
+        path: String,
+    },
+
     /// A file that should exist does not.
     #[error("{path}: no such file")]
     FileNotFound {
@@ -141,7 +150,9 @@ impl Error {
             Error::RecoveryKey(e) => e.kind(),
             Error::Backup(e) => e.kind(),
             Error::SecretStorage(e) => e.kind(),
-            Error::OutputExists { .. } | Error::EmptyPassphrase => ErrorKind::Usage,
+            Error::OutputExists { .. } | Error::OutputNotAFile { .. } | Error::EmptyPassphrase => {
+                ErrorKind::Usage
+            }
             Error::FileNotFound { .. } => ErrorKind::NotFound,
             Error::Client(e) => e.kind(),
             Error::Recovery(e) => e.kind(),

@@ -49,6 +49,14 @@ impl std::fmt::Debug for AtomicFile {
 
 /// Fail early (before any expensive work) when `target` exists and may not be replaced.
 pub fn check_output(target: &Path, overwrite: Overwrite) -> Result<()> {
+    // What a symlink points to is what the rename would lose: follow it.
+    if let Ok(meta) = fs::metadata(target)
+        && !meta.is_file()
+    {
+        return Err(Error::OutputNotAFile {
+            path: target.display().to_string(),
+        });
+    }
     if overwrite == Overwrite::Refuse && fs::symlink_metadata(target).is_ok() {
         return Err(Error::OutputExists {
             path: target.display().to_string(),
@@ -311,6 +319,18 @@ mod tests {
         // no temporary files left behind
         let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn devices_and_directories_are_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        for target in [Path::new("/dev/null"), dir.path()] {
+            let err = check_output(target, Overwrite::Replace).unwrap_err();
+            assert!(matches!(err, Error::OutputNotAFile { .. }), "{err}");
+            assert!(AtomicFile::create(target, Overwrite::Replace).is_err());
+        }
+        let meta = fs::metadata("/dev/null").unwrap();
+        assert!(!meta.is_file());
     }
 
     #[test]

@@ -20,6 +20,8 @@
 //! | [`passphrase_strength`] | how guessable a new passphrase is (zxcvbn, Element's rule) |
 //! | [`fs`] | atomic, mode-0600 file output |
 //! | [`progress`] | progress and cancellation hooks for long work |
+//! | [`room`] | room events: saved `/messages` responses, Megolm decryption of `m.room.encrypted` |
+//! | [`history`] | the history check: one class per encrypted event, per-room and per-session report |
 #![forbid(unsafe_code)]
 
 pub mod backup;
@@ -27,11 +29,13 @@ pub mod client;
 pub mod error;
 pub mod export;
 pub mod fs;
+pub mod history;
 pub mod kdf;
 pub mod passphrase_strength;
 pub mod progress;
 pub mod recovery;
 pub mod recovery_key;
+pub mod room;
 pub mod secret;
 pub mod secret_storage;
 pub mod session;

@@ -9,6 +9,7 @@ use std::io::Read;
 
 use libfuzzer_sys::fuzz_target;
 use mxkeys::export::armor::{ArmorDecoder, ArmorEncoder, ArmorInfo};
+use mxkeys_fuzz::Trickle;
 
 /// Decode the whole body (with the layout seen), or the decoder's error message.
 fn decode(input: impl Read) -> Result<(Vec<u8>, ArmorInfo), String> {
@@ -30,29 +31,9 @@ fn decode(input: impl Read) -> Result<(Vec<u8>, ArmorInfo), String> {
     Ok((out, dec.info().clone()))
 }
 
-/// A reader handing out the input a few bytes at a time (sizes cycling through 1..=7), as a
-/// pipe or a slow disk might.
-struct Trickle<'a> {
-    data: &'a [u8],
-    step: usize,
-}
-
-impl Read for Trickle<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.step = self.step % 7 + 1;
-        let n = self.step.min(buf.len()).min(self.data.len());
-        buf[..n].copy_from_slice(&self.data[..n]);
-        self.data = &self.data[n..];
-        Ok(n)
-    }
-}
-
 fuzz_target!(|data: &[u8]| {
     let whole = decode(data);
-    let trickled = decode(Trickle {
-        data,
-        step: data.len() % 7,
-    });
+    let trickled = decode(Trickle::new(data, data.len() % 7));
     // The same bytes and layout, or an error either way (messages may name other lines).
     assert!(
         whole.as_ref().ok() == trickled.as_ref().ok(),

@@ -60,3 +60,27 @@ pub fn has_float(v: &Value) -> bool {
         _ => false,
     }
 }
+
+/// A reader handing out the input a few bytes at a time (sizes cycling through 1..=7), as a
+/// pipe or a slow disk might.
+pub struct Trickle<'a> {
+    data: &'a [u8],
+    step: usize,
+}
+
+impl<'a> Trickle<'a> {
+    /// Read `data`; `step` picks the first read's size.
+    pub fn new(data: &'a [u8], step: usize) -> Self {
+        Trickle { data, step }
+    }
+}
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.step = self.step % 7 + 1;
+        let n = self.step.min(buf.len()).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}

@@ -259,6 +259,9 @@ pub fn classify(err: &anyhow::Error) -> (Code, Option<String>) {
                 Error::OutputExists { .. } => {
                     Some("choose another -o path, or add --force to replace the file".into())
                 }
+                Error::OutputNotAFile { .. } => Some(
+                    "give -o the path of a file; to write to a device or pipe, use -o - and redirect stdout".into(),
+                ),
                 Error::FileNotFound { .. } => Some("check the file name and path".into()),
                 Error::EmptyPassphrase => Some(
                     "choose a passphrase, or pass --insecure-empty-passphrase if you really want none".into(),

@@ -232,6 +232,9 @@ pub enum Command {
     /// Server-side key backup: create, inspect, upload to, download from, delete
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Room history: which encrypted events the keys in hand decrypt, and why not the others
+    #[command(subcommand)]
+    History(HistoryCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout
     #[command(after_help = COMPLETIONS_HELP)]
     Completions(CompletionsArgs),
@@ -689,6 +692,43 @@ pub struct BackupStatusArgs {
     pub net: NetArgs,
 }
 
+/// `history ...`
+#[derive(Debug, Subcommand)]
+pub enum HistoryCommand {
+    /// Classify every encrypted event of saved room history; say what to do for the others
+    #[command(after_help = HISTORY_CHECK_HELP)]
+    Check(HistoryCheckArgs),
+}
+
+const HISTORY_CHECK_HELP: &str = "\
+Examples:
+  mxkeys history check --from-messages page1.json page2.json
+  mxkeys history check --from-messages room.jsonl --room '!abc:example.org' --json
+  mxkeys history check --from-messages page.json --backup-response saved-room-keys.json
+
+Each encrypted event gets one class: decrypted; in_backup (the store cannot decrypt it, the
+server backup's copy can: only with --backup-response); later_index (the best copy held
+starts after the event); missing (no copy held); before_join (the account was not joined
+when it was sent: unsigned.membership, not a loss); damaged (bad signature or MAC, malformed,
+or a payload for another room); unsupported (not Megolm). Without --backup-response the
+backup is not consulted: sessions it may hold count as missing or later_index.
+
+Exit code 0 when every event is decrypted or before_join, 3 otherwise.";
+
+/// `history check`
+#[derive(Debug, Args)]
+pub struct HistoryCheckArgs {
+    /// Saved /messages responses, JSON arrays of events or JSON lines of events ('-' for stdin)
+    #[arg(long = "from-messages", value_name = "FILE", num_args = 1.., value_hint = ValueHint::FilePath)]
+    pub from_messages: Vec<PathBuf>,
+    /// A saved `GET /room_keys/keys` response: which sessions the backup has, from which index (nothing is decrypted)
+    #[arg(long, value_name = "SAVED_JSON", value_hint = ValueHint::FilePath)]
+    pub backup_response: Option<PathBuf>,
+    /// Only this room (repeatable); with one room, events without room_id belong to it
+    #[arg(long = "room", value_name = "ROOM_ID")]
+    pub rooms: Vec<String>,
+}
+
 /// Run the parsed command.
 pub fn run(cli: Cli, ui: &output::Ui) -> anyhow::Result<exit::Code> {
     let ctx = commands::Context::new(&cli.global, ui)?;
@@ -718,6 +758,7 @@ pub fn run(cli: Cli, ui: &output::Ui) -> anyhow::Result<exit::Code> {
         Command::Backup(BackupCommand::Status(a)) => commands::backup::status::run(&ctx, a),
         Command::Completions(a) => commands::completions::run(&ctx, a),
         Command::Man(a) => commands::man::run(&ctx, a),
+        Command::History(HistoryCommand::Check(a)) => commands::history::check(&ctx, a),
     }
 }
 

@@ -195,8 +195,17 @@ impl Drop for Bar {
     }
 }
 
-/// The bar's template for a unit.
-fn template(unit: Unit) -> String {
+/// The bar's template for a unit; without a known total, a count that moves.
+fn template(unit: Unit, total: u64) -> String {
+    if total == 0 {
+        return match unit {
+            Unit::Bytes => "{spinner} {msg} {binary_bytes} {binary_bytes_per_sec}".into(),
+            other => format!(
+                "{{spinner}} {{msg}} {{human_pos}} {} {{per_sec}}",
+                other.noun()
+            ),
+        };
+    }
     match unit {
         Unit::Bytes => {
             "{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}"
@@ -230,7 +239,7 @@ impl mxkeys::progress::Progress for Bar {
         };
         let pb = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(8));
         pb.set_style(
-            ProgressStyle::with_template(&template(unit))
+            ProgressStyle::with_template(&template(unit, total))
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
         );

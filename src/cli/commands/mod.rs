@@ -5,6 +5,7 @@ pub mod completions;
 pub mod decrypt;
 pub mod encrypt;
 pub mod export;
+pub mod history;
 pub mod import;
 pub mod init;
 pub mod inspect;
