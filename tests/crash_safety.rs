@@ -15,12 +15,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-#[path = "support/mod.rs"]
-mod support;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -29,8 +27,9 @@ use mxkeys::secret::Passphrase;
 use mxkeys::session::ExportedSession;
 use serde_json::{Value, json};
 
-use common::{PASS, STORE_PASS, element, fixture, megolm};
-use support::crypto::GenSession;
+use common::megolm::{self, GenSession};
+use common::synapse::require_hs;
+use common::{Env, PASS, Run, element, fixture};
 
 /// Sessions in the generated export. Every trial reruns the whole import, so in a debug build
 /// on a 2-core machine 20,000 sessions (about 6 s per import) would take the 50 trials past
@@ -54,108 +53,42 @@ fn import_trials() -> usize {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/// A temporary world: HOME, a work directory, secret files.
-struct World {
-    tmp: tempfile::TempDir,
-    pass: PathBuf,
-    store_pass: PathBuf,
+/// `mxkeys ARGS` in `env`, run to completion.
+fn run(env: &Env, args: &[OsString]) -> Run {
+    Run::from_output(&env.process(args).output().unwrap())
 }
 
-impl World {
-    fn new(prefix: &str) -> World {
-        let tmp = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
-        for d in ["home/.local/share", "work"] {
-            std::fs::create_dir_all(tmp.path().join(d)).unwrap();
-        }
-        let secret = |name: &str, content: &str| {
-            let p = tmp.path().join(name);
-            std::fs::write(&p, content).unwrap();
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-            p
-        };
-        World {
-            pass: secret("pass.txt", &format!("{PASS}\n")),
-            store_pass: secret("store-pass.txt", &format!("{STORE_PASS}\n")),
-            tmp,
-        }
-    }
+/// `mxkeys ARGS`, which must succeed; its stdout.
+fn run_ok(env: &Env, args: &[OsString]) -> String {
+    let r = run(env, args);
+    assert_eq!(r.code, 0, "{args:?} failed: {}", r.stderr);
+    r.stdout
+}
 
-    fn path(&self, name: &str) -> PathBuf {
-        self.tmp.path().join(name)
-    }
+/// `--store DIR --store-passphrase-file F` and `args`.
+fn store_args(env: &Env, store: &Path, args: &[&str]) -> Vec<OsString> {
+    let mut v = env.store_args_for(store);
+    v.extend(args.iter().map(OsString::from));
+    v
+}
 
-    fn secret(&self, name: &str, content: &str) -> PathBuf {
-        let p = self.path(name);
-        std::fs::write(&p, content).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-        p
-    }
+fn init_store(env: &Env, store: &Path) {
+    run_ok(
+        env,
+        &store_args(env, store, &["init", "--store-kdf-rounds", "1000"]),
+    );
+}
 
-    /// `mxkeys` with a clean environment, in the work directory (spawned directly, so that
-    /// its PID is the one killed).
-    fn cmd(&self, args: &[OsString]) -> Command {
-        let home = self.path("home");
-        let mut c = Command::new(common::BIN);
-        c.env_clear()
-            .env(
-                "PATH",
-                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
-            )
-            .env("HOME", &home)
-            .env("XDG_DATA_HOME", home.join(".local/share"))
-            .env("MXKEYS_RETRY_BASE_MS", "5")
-            .current_dir(self.path("work"))
-            .stdin(Stdio::null())
-            .args(args);
-        c
-    }
+/// `--json import FILE` into `store` with the fixtures' passphrase.
+fn import_args(env: &Env, store: &Path, file: &Path) -> Vec<OsString> {
+    let mut a = store_args(env, store, &["--json", "import"]);
+    a.extend([file.into(), "--passphrase-file".into()]);
+    a.push(env.pass_file().into());
+    a
+}
 
-    /// `--store DIR --store-passphrase-file F` and `args`.
-    fn store_args(&self, store: &Path, args: &[&str]) -> Vec<OsString> {
-        let mut v: Vec<OsString> = vec![
-            "--store".into(),
-            store.into(),
-            "--store-passphrase-file".into(),
-            self.store_pass.clone().into(),
-        ];
-        v.extend(args.iter().map(OsString::from));
-        v
-    }
-
-    /// Run to completion; (exit code, stdout, stderr).
-    fn run(&self, args: &[OsString]) -> (i32, String, String) {
-        let out = self
-            .cmd(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn run_ok(&self, args: &[OsString]) -> String {
-        let (code, stdout, stderr) = self.run(args);
-        assert_eq!(code, 0, "{args:?} failed: {stderr}");
-        stdout
-    }
-
-    fn init_store(&self, store: &Path) {
-        self.run_ok(&self.store_args(store, &["init", "--store-kdf-rounds", "1000"]));
-    }
-
-    fn import(&self, store: &Path, file: &Path) -> (i32, String, String) {
-        let mut a = self.store_args(store, &["--json", "import"]);
-        a.push(file.into());
-        a.push("--passphrase-file".into());
-        a.push(self.pass.clone().into());
-        self.run(&a)
-    }
+fn import(env: &Env, store: &Path, file: &Path) -> Run {
+    run(env, &import_args(env, store, file))
 }
 
 /// What happened to a run that was to be killed.
@@ -281,13 +214,16 @@ fn logical(store: &Path) -> BTreeMap<(String, String), u32> {
 }
 
 /// The store opens after a crash: `list --json` exits 0 and counts what SQLite holds.
-fn store_opens(w: &World, store: &Path) -> u64 {
-    let out = w.run_ok(&[
-        "--store".into(),
-        store.into(),
-        "--json".into(),
-        "list".into(),
-    ]);
+fn store_opens(w: &Env, store: &Path) -> u64 {
+    let out = run_ok(
+        w,
+        &[
+            "--store".into(),
+            store.into(),
+            "--json".into(),
+            "list".into(),
+        ],
+    );
     serde_json::from_str::<Value>(&out).unwrap()["sessions"]
         .as_u64()
         .unwrap()
@@ -356,7 +292,7 @@ fn kill_during_import_then_rerun() {
     let trials = import_trials();
     let n_sessions = import_sessions();
     let pre_held = n_sessions / 10;
-    let w = World::new("mxkeys-crash-import-");
+    let w = Env::new();
     let t = Instant::now();
     let generated = generate(n_sessions, n_sessions / 10, 5);
     let big = w.path("big.txt");
@@ -379,12 +315,12 @@ fn kill_during_import_then_rerun() {
 
     // The store before: element-three, and pre_held of the file's sessions at index 5.
     let baseline = w.path("baseline");
-    w.init_store(&baseline);
+    init_store(&w, &baseline);
     assert_eq!(
-        w.import(&baseline, &fixture("export/element-three.txt")).0,
+        import(&w, &baseline, &fixture("export/element-three.txt")).code,
         0
     );
-    assert_eq!(w.import(&baseline, &pre).0, 0);
+    assert_eq!(import(&w, &baseline, &pre).code, 0);
     let before = logical(&baseline);
     assert_eq!(before.len(), pre_held + 3);
 
@@ -392,18 +328,23 @@ fn kill_during_import_then_rerun() {
     // state after.
     let reference = w.path("reference");
     let trial_args = |store: &Path| {
-        let mut a = w.store_args(store, &["import"]);
+        let mut a = store_args(&w, store, &["import"]);
         a.extend([big.clone().into(), "--passphrase-file".into()]);
-        a.push(w.pass.clone().into());
+        a.push(w.pass_file().into());
         a
     };
     let mut full = Duration::MAX;
     for _ in 0..2 {
         copy_dir(&baseline, &reference);
-        full = full.min(time_run(w.cmd(&trial_args(&reference))));
+        full = full.min(time_run(w.process(&trial_args(&reference))));
     }
     copy_dir(&baseline, &reference);
-    let (code, out, err) = w.import(&reference, &big);
+    let Run {
+        code,
+        stdout: out,
+        stderr: err,
+        ..
+    } = import(&w, &reference, &big);
     assert_eq!(code, 0, "{err}");
     let j: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(j["imported"], n_sessions - pre_held, "{j}");
@@ -420,7 +361,7 @@ fn kill_during_import_then_rerun() {
         let delay = spread.delay(i);
         let store = w.path("trial");
         copy_dir(&baseline, &store);
-        let fate = kill_after(w.cmd(&trial_args(&store)), delay);
+        let fate = kill_after(w.process(&trial_args(&store)), delay);
         tally.add(fate, &mut problems, i);
         spread.learn(fate);
         let n = store_opens(&w, &store);
@@ -442,7 +383,9 @@ fn kill_during_import_then_rerun() {
             ));
         }
         // Run again: it completes, with the full result.
-        let (code, _, err) = w.import(&store, &big);
+        let Run {
+            code, stderr: err, ..
+        } = import(&w, &store, &big);
         if code != 0 {
             problems.push(format!("trial {i}: the rerun exited {code}: {err}"));
         } else if logical(&store) != after {
@@ -454,11 +397,11 @@ fn kill_during_import_then_rerun() {
     // The sealed rows of a crashed-then-rerun store all open: export it and decrypt the file
     // independently.
     let store = w.path("trial");
-    let out = w.path("work/all.txt");
-    let mut a = w.store_args(&store, &["export", "--rounds", "1000", "-o"]);
+    let out = w.path("all.txt");
+    let mut a = store_args(&w, &store, &["export", "--rounds", "1000", "-o"]);
     a.extend([out.clone().into(), "--passphrase-file".into()]);
-    a.push(w.pass.clone().into());
-    w.run_ok(&a);
+    a.push(w.pass_file().into());
+    run_ok(&w, &a);
     let pt = element::decrypt_file(&out, PASS.as_bytes()).plaintext;
     let all: Vec<Value> = serde_json::from_slice(&pt).unwrap();
     assert_eq!(all.len(), n_sessions + 3);
@@ -489,26 +432,26 @@ fn kill_during_import_then_rerun() {
 #[test]
 fn killed_export_and_decrypt_never_leave_a_partial_output() {
     const TRIALS: usize = 12;
-    let w = World::new("mxkeys-crash-files-");
+    let w = Env::new();
     const N: usize = 2_000;
     let generated = generate(N, 200, 0);
     let sessions: Vec<ExportedSession> = generated.into_iter().map(|g| g.0).collect();
     let src = w.path("src.txt");
     write_export(&src, &sessions);
     let store = w.path("store");
-    w.init_store(&store);
-    assert_eq!(w.import(&store, &src).0, 0);
+    init_store(&w, &store);
+    assert_eq!(import(&w, &store, &src).code, 0);
 
     let export_args = |out: &Path| {
-        let mut a = w.store_args(&store, &["export", "--rounds", "1000", "-o"]);
+        let mut a = store_args(&w, &store, &["export", "--rounds", "1000", "-o"]);
         a.extend([out.into(), "--passphrase-file".into()]);
-        a.push(w.pass.clone().into());
+        a.push(w.pass_file().into());
         a
     };
     let decrypt_args = |out: &Path| {
         let mut a: Vec<OsString> = vec!["decrypt".into(), src.clone().into(), "-o".into()];
         a.extend([out.into(), "--passphrase-file".into()]);
-        a.push(w.pass.clone().into());
+        a.push(w.pass_file().into());
         a
     };
     // Uncrashed: durations and the complete outputs.
@@ -516,13 +459,13 @@ fn killed_export_and_decrypt_never_leave_a_partial_output() {
         let mut best = Duration::MAX;
         for _ in 0..2 {
             let _ = std::fs::remove_file(f);
-            best = best.min(time_run(w.cmd(args)));
+            best = best.min(time_run(w.process(args)));
         }
         best
     };
-    let full_export = w.path("work/full-export.txt");
+    let full_export = w.path("full-export.txt");
     let export_time = timed(&export_args(&full_export), &full_export);
-    let full_plain = w.path("work/full-plain.json");
+    let full_plain = w.path("full-plain.json");
     let decrypt_time = timed(&decrypt_args(&full_plain), &full_plain);
     let plain = std::fs::read(&full_plain).unwrap();
     assert_eq!(
@@ -547,7 +490,7 @@ fn killed_export_and_decrypt_never_leave_a_partial_output() {
             } else {
                 decrypt_args(&f)
             };
-            let fate = kill_after(w.cmd(&args), delay);
+            let fate = kill_after(w.process(&args), delay);
             tally.add(fate, &mut problems, i);
             spread.learn(fate);
             leftover_tmp += std::fs::read_dir(&dir)
@@ -602,17 +545,8 @@ fn killed_export_and_decrypt_never_leave_a_partial_output() {
 // ---------------------------------------------------------------------------------------------
 // Backup download and upload, against the real Synapse
 
-macro_rules! require_hs {
-    () => {
-        match support::synapse::homeserver() {
-            Some(hs) => hs,
-            None => return,
-        }
-    };
-}
-
 /// `PUT` many `KeyBackupData` at once, at most 400 rooms per request.
-fn put_many(api: &support::synapse::Api, version: &str, items: &[(String, String, Value)]) {
+fn put_many(api: &common::synapse::Api, version: &str, items: &[(String, String, Value)]) {
     let mut rooms = serde_json::Map::new();
     let flush = |rooms: &mut serde_json::Map<String, Value>| {
         if rooms.is_empty() {
@@ -660,17 +594,17 @@ fn kill_during_backup_download_into_the_store() {
     put_many(&api, &version, &items);
     assert_eq!(api.count(&version), N as u64);
 
-    let w = World::new("mxkeys-crash-download-");
-    let tok = w.secret("token.txt", &format!("{}\n", user.token));
-    let rk = w.secret(
+    let w = Env::new();
+    let tok = w.write_secret("token.txt", &format!("{}\n", user.token));
+    let rk = w.write_secret(
         "rk.txt",
         &format!("{}\n", &*mxkeys::recovery_key::encode(key.expose_secret())),
     );
     // The store before: element-three, and PRE of the backup's sessions at a worse index.
     let baseline = w.path("baseline");
-    w.init_store(&baseline);
+    init_store(&w, &baseline);
     assert_eq!(
-        w.import(&baseline, &fixture("export/element-three.txt")).0,
+        import(&w, &baseline, &fixture("export/element-three.txt")).code,
         0
     );
     let pre = w.path("pre.txt");
@@ -681,12 +615,13 @@ fn kill_during_backup_download_into_the_store() {
             .map(|g| g.exported(4, &[]))
             .collect::<Vec<_>>(),
     );
-    assert_eq!(w.import(&baseline, &pre).0, 0);
+    assert_eq!(import(&w, &baseline, &pre).code, 0);
     let before = logical(&baseline);
     assert_eq!(before.len(), PRE + 3);
 
     let args = |store: &Path| {
-        let mut a = w.store_args(
+        let mut a = store_args(
+            &w,
             store,
             &["--json", "backup", "download", "--homeserver", &hs.base],
         );
@@ -698,10 +633,10 @@ fn kill_during_backup_download_into_the_store() {
     let mut full = Duration::MAX;
     for _ in 0..2 {
         copy_dir(&baseline, &reference);
-        full = full.min(time_run(w.cmd(&args(&reference))));
+        full = full.min(time_run(w.process(&args(&reference))));
     }
     copy_dir(&baseline, &reference);
-    let j: Value = serde_json::from_str(&w.run_ok(&args(&reference))).unwrap();
+    let j: Value = serde_json::from_str(&run_ok(&w, &args(&reference))).unwrap();
     assert_eq!(j["imported"], N - PRE, "{j}");
     assert_eq!(j["improved"], PRE, "{j}");
     let after = logical(&reference);
@@ -715,7 +650,7 @@ fn kill_during_backup_download_into_the_store() {
         let delay = spread.delay(i);
         let store = w.path("trial");
         copy_dir(&baseline, &store);
-        let fate = kill_after(w.cmd(&args(&store)), delay);
+        let fate = kill_after(w.process(&args(&store)), delay);
         tally.add(fate, &mut problems, i);
         spread.learn(fate);
         let n = store_opens(&w, &store);
@@ -734,7 +669,9 @@ fn kill_during_backup_download_into_the_store() {
                 now.len()
             ));
         }
-        let (code, _, err) = w.run(&args(&store));
+        let Run {
+            code, stderr: err, ..
+        } = run(&w, &args(&store));
         if code != 0 {
             problems.push(format!("trial {i}: the rerun exited {code}: {err}"));
         } else if logical(&store) != after {
@@ -772,9 +709,9 @@ fn kill_during_backup_upload_then_rerun() {
     let key = mxkeys::backup::BackupDecryptionKey::random().unwrap();
     let public = key.public_key();
 
-    let w = World::new("mxkeys-crash-upload-");
-    let tok = w.secret("token.txt", &format!("{}\n", user.token));
-    let rk = w.secret(
+    let w = Env::new();
+    let tok = w.write_secret("token.txt", &format!("{}\n", user.token));
+    let rk = w.write_secret(
         "rk.txt",
         &format!("{}\n", &*mxkeys::recovery_key::encode(key.expose_secret())),
     );
@@ -791,8 +728,8 @@ fn kill_during_backup_upload_then_rerun() {
             .collect::<Vec<_>>(),
     );
     let store = w.path("store");
-    w.init_store(&store);
-    assert_eq!(w.import(&store, &file).0, 0);
+    init_store(&w, &store);
+    assert_eq!(import(&w, &store, &file).code, 0);
     let before = logical(&store);
     let ids: Vec<(String, String)> = gens
         .iter()
@@ -818,7 +755,8 @@ fn kill_during_backup_upload_then_rerun() {
             (v.clone(), api.key_map(&v))
         };
     let args = || {
-        let mut a = w.store_args(
+        let mut a = store_args(
+            &w,
             &store,
             &["--json", "backup", "upload", "--homeserver", &hs.base],
         );
@@ -852,14 +790,14 @@ fn kill_during_backup_upload_then_rerun() {
         };
 
     let (v0, seeded0) = fresh_version(&mut gens);
-    let j: Value = serde_json::from_str(&w.run_ok(&args())).unwrap();
+    let j: Value = serde_json::from_str(&run_ok(&w, &args())).unwrap();
     assert_eq!(j["sent"], N - PRESEED, "{j}");
     assert!(j["requests"].as_u64().unwrap() >= 2, "{j}");
     check_server(&v0, &seeded0).unwrap();
     let mut full = Duration::MAX;
     for _ in 0..2 {
         let (v0, seeded0) = fresh_version(&mut gens);
-        full = full.min(time_run(w.cmd(&args())));
+        full = full.min(time_run(w.process(&args())));
         check_server(&v0, &seeded0).unwrap();
     }
 
@@ -870,7 +808,7 @@ fn kill_during_backup_upload_then_rerun() {
     for i in 0..TRIALS {
         let delay = spread.delay(i);
         let (v, seeded) = fresh_version(&mut gens);
-        let fate = kill_after(w.cmd(&args()), delay);
+        let fate = kill_after(w.process(&args()), delay);
         tally.add(fate, &mut problems, i);
         spread.learn(fate);
         let held = api.count(&v) as usize;
@@ -886,7 +824,12 @@ fn kill_during_backup_upload_then_rerun() {
                 "trial {i} ({fate:?}): the store's sessions changed"
             ));
         }
-        let (code, out, err) = w.run(&args());
+        let Run {
+            code,
+            stdout: out,
+            stderr: err,
+            ..
+        } = run(&w, &args());
         if code != 0 {
             problems.push(format!("trial {i}: the rerun exited {code}: {err}"));
             continue;

@@ -10,8 +10,7 @@
 //! messages, and what the server holds afterwards, read back raw.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "support/mod.rs"]
-mod support;
+mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
@@ -24,20 +23,11 @@ use mxkeys::secret::{Key32, Passphrase};
 use mxkeys::secret_storage::{self, PassphraseInfo, SecretStorageKey};
 use serde_json::{Value, json};
 
-use support::cli::{Env, Run, contains_bytes, fixture, fixture_json, manifest_passphrase};
-use support::crypto::{GenSession, b64e, independent_decrypt};
-use support::fault_proxy::{Action, FaultProxy};
-use support::synapse::{Api, Hs, User};
-
-/// The homeserver, or return from the test (skip) when there is none.
-macro_rules! require_hs {
-    () => {
-        match support::synapse::homeserver() {
-            Some(hs) => hs,
-            None => return,
-        }
-    };
-}
+use common::backup_cipher::{b64e, independent_decrypt};
+use common::fault_proxy::{Action, FaultProxy};
+use common::megolm::GenSession;
+use common::synapse::{Api, Hs, User, require_hs};
+use common::{Env, Run, contains_bytes, fixture, fixture_json, manifest_passphrase};
 
 const KEYS_PATH: &str = "/_matrix/client/v3/room_keys/keys";
 const VERSION_PATH: &str = "/_matrix/client/v3/room_keys/version";
@@ -47,7 +37,7 @@ const VERSION_PATH: &str = "/_matrix/client/v3/room_keys/version";
 
 /// A recovery key file (base58, 0600) for a raw 32-byte key.
 fn recovery_key_file(env: &Env, name: &str, key: &Key32) -> PathBuf {
-    env.secret(name, &format!("{}\n", &*mxkeys::recovery_key::encode(key)))
+    env.write_secret(name, &format!("{}\n", &*mxkeys::recovery_key::encode(key)))
 }
 
 /// The key in a recovery key file.
@@ -99,7 +89,7 @@ fn decrypt_export(env: &Env, file: &Path, pass: &Path) -> Value {
 
 /// Write sessions (a JSON array) as an export file with `mxkeys encrypt` (1000 rounds).
 fn encrypt_export(env: &Env, name: &str, sessions: &Value) -> PathBuf {
-    let json = env.file(
+    let json = env.write(
         &format!("{name}.json"),
         serde_json::to_vec(sessions).unwrap(),
     );
@@ -132,7 +122,7 @@ struct Account {
 
 fn account_with_backup(hs: &Hs, prefix: &str) -> Account {
     let user = hs.register(prefix);
-    let env = Env::new(&hs.base);
+    let env = Env::for_homeserver(&hs.base);
     env.init_and_login(&user);
     let rk = env.path("rk.txt");
     let r = env
@@ -174,9 +164,9 @@ fn login_seals_the_token_and_logout_revokes_it() {
     let user = hs.register("login");
     // Through a (pass-through) proxy, to learn the token the server hands mxkeys.
     let proxy = FaultProxy::start(&hs.base);
-    let env = Env::new(&proxy.url());
+    let env = Env::for_homeserver(&proxy.url());
     env.init_store();
-    let pw = env.secret("password.txt", &format!("{}\n", user.password));
+    let pw = env.write_secret("password.txt", &format!("{}\n", user.password));
     let purl = proxy.url();
     let r = env
         .smx_p(
@@ -211,7 +201,7 @@ fn login_seals_the_token_and_logout_revokes_it() {
     }
     // ... and not in any file of the store, nor anywhere under HOME.
     for dir in [env.store(), env.home()] {
-        for (p, bytes) in Env::all_bytes_under(&dir) {
+        for (p, bytes) in common::all_bytes_under(&dir) {
             assert!(
                 !contains_bytes(&bytes, token.as_bytes()),
                 "the access token is in {} in the clear",
@@ -278,9 +268,9 @@ fn login_seals_the_token_and_logout_revokes_it() {
 fn wrong_password_is_rejected_with_14() {
     let hs = require_hs!();
     let user = hs.register("badpw");
-    let env = Env::new(&hs.base);
+    let env = Env::for_homeserver(&hs.base);
     env.init_store();
-    let pw = env.secret("password.txt", "not-the-password\n");
+    let pw = env.write_secret("password.txt", "not-the-password\n");
     env.smx_p(
         &["login", "--user", &user.user_id, "--homeserver", &hs.base],
         &[("--password-file", &pw)],
@@ -309,7 +299,7 @@ fn one_shot_token_without_a_store() {
         api.put_key(&version, &s.room_id, &s.session_id, &d);
     }
 
-    let env = Env::new(&hs.base);
+    let env = Env::for_homeserver(&hs.base);
     let tok = env.token_file("token.txt", &user.token);
     let r = env
         .run(
@@ -395,7 +385,7 @@ fn unreachable_homeserver_exits_15_after_retries() {
         l.local_addr().unwrap().port()
     };
     let url = format!("http://127.0.0.1:{port}");
-    let env = Env::new(&url);
+    let env = Env::for_homeserver(&url);
     let tok = env.token_file("token.txt", "syt_whatever");
     let r = env
         .run(
@@ -425,7 +415,7 @@ fn create_info_replace_and_stale_versions() {
     let hs = require_hs!();
     let user = hs.register("create");
     let api = hs.api(&user);
-    let env = Env::new(&hs.base);
+    let env = Env::for_homeserver(&hs.base);
     env.init_and_login(&user);
 
     // No secret storage: the recovery key is printed once, with a warning about trust.
@@ -511,7 +501,7 @@ fn backup_version_replaced_during_upload_exits_11() {
     let user = hs.register("race");
     let api = Arc::new(hs.api(&user));
     let proxy = FaultProxy::start(&hs.base);
-    let env = Env::new(&proxy.url());
+    let env = Env::for_homeserver(&proxy.url());
     env.init_and_login(&user);
     let rk = env.path("rk.txt");
     let v1 = env
@@ -562,7 +552,7 @@ fn upload_and_download_a_thousand_keys() {
     let thousand = fixture("export/element-thousand.txt");
     assert_eq!(
         manifest_passphrase("element-thousand"),
-        support::cli::PASS,
+        common::PASS,
         "fixture passphrase"
     );
 
@@ -632,9 +622,9 @@ fn upload_and_download_a_thousand_keys() {
     assert_eq!(want.len(), 1004);
 
     // Download into a fresh store (same account, a new login), then export + decrypt.
-    let env2 = Env::new(&hs.base);
+    let env2 = Env::for_homeserver(&hs.base);
     env2.init_and_login(&a.user);
-    let rk2 = env2.secret("rk.txt", &std::fs::read_to_string(&a.rk).unwrap());
+    let rk2 = env2.write_secret("rk.txt", &std::fs::read_to_string(&a.rk).unwrap());
     let r = env2
         .smx_p(
             &["--json", "backup", "download"],
@@ -719,9 +709,9 @@ fn upload_and_download_a_thousand_keys() {
     assert_eq!(j["sessions"], 1, "{j}");
 
     // -o FILE with no store at all (one-shot token).
-    let env3 = Env::new(&hs.base);
+    let env3 = Env::for_homeserver(&hs.base);
     let tok = env3.token_file("token.txt", &a.user.token);
-    let rk3 = env3.secret("rk.txt", &std::fs::read_to_string(&a.rk).unwrap());
+    let rk3 = env3.write_secret("rk.txt", &std::fs::read_to_string(&a.rk).unwrap());
     let pass3 = env3.pass_file();
     let out3 = env3.path("backup.txt");
     let j = env3
@@ -938,7 +928,7 @@ fn upload_from_files_merges_them_first() {
     // `mxkeys encrypt` would refuse the bad entry: write this file with the library's writer.
     let f2 = a.env.path("second.txt");
     {
-        let pass = Passphrase::from_string(support::cli::PASS.to_string());
+        let pass = Passphrase::from_string(common::PASS.to_string());
         let mut w = mxkeys::export::ExportWriter::new(Vec::new(), &pass, 1000).unwrap();
         w.write_plaintext(Value::Array(second).to_string().as_bytes())
             .unwrap();
@@ -993,7 +983,7 @@ fn upload_only_to_a_trusted_backup() {
     assert_eq!(a.api.count(&a.version), 0);
 
     // One-shot, no store, no secret: untrusted (16) ...
-    let env1 = Env::new(&hs.base);
+    let env1 = Env::for_homeserver(&hs.base);
     let tok = env1.token_file("token.txt", &a.user.token);
     let pass1 = env1.pass_file();
     let oneshot = |extra: &[&str]| {
@@ -1161,7 +1151,7 @@ fn secret_storage_security_key() {
     let s = element_secret_storage(&api, &user, None);
     let want = seed_backup(&api, &s.version, &s.backup.public_key(), "ssss", 3);
 
-    let env = Env::new(&hs.base);
+    let env = Env::for_homeserver(&hs.base);
     env.init_and_login(&user);
     let security_key = recovery_key_file(&env, "security-key.txt", s.key.expose_secret());
     let backup_rk = recovery_key_file(&env, "backup-rk.txt", s.backup.expose_secret());
@@ -1287,9 +1277,9 @@ fn secret_storage_security_phrase() {
     let s = element_secret_storage(&api, &user, Some(phrase));
     let want = seed_backup(&api, &s.version, &s.backup.public_key(), "phrase", 2);
 
-    let env = Env::new(&hs.base);
+    let env = Env::for_homeserver(&hs.base);
     env.init_and_login(&user);
-    let phrase_file = env.secret("phrase.txt", &format!("{phrase}\n"));
+    let phrase_file = env.write_secret("phrase.txt", &format!("{phrase}\n"));
     let j = env
         .smx_p(
             &["--json", "recovery-key", "check"],
@@ -1324,7 +1314,7 @@ fn secret_storage_security_phrase() {
         .json();
     assert_eq!(j["kind"], "security_key", "{j}");
     // A wrong phrase: 12.
-    let bad = env.secret("bad.txt", "correct horse battery staple of the lake\n");
+    let bad = env.write_secret("bad.txt", "correct horse battery staple of the lake\n");
     env.smx_p(&["backup", "download"], &[("--security-phrase-file", &bad)])
         .code(12);
     let _ = s.version;
@@ -1346,9 +1336,9 @@ fn interop_rust_sdk_upload_bodies_download_with_mxkeys() {
     }
     assert_eq!(api.count(&version), 3);
 
-    let env = Env::new(&hs.base);
+    let env = Env::for_homeserver(&hs.base);
     let tok = env.token_file("token.txt", &user.token);
-    let rk = env.secret(
+    let rk = env.write_secret(
         "rk.txt",
         &format!("{}\n", fx["recovery_key"].as_str().unwrap()),
     );
@@ -1462,9 +1452,9 @@ fn delete_no_backup_and_offline_download() {
     assert_eq!(a.api.count(&a.version), 3);
 
     // Save the raw GET /room_keys/keys body, then decrypt it with no network at all.
-    let saved = env.file("saved.json", a.api.keys_raw(&a.version));
-    let off = Env::new("http://127.0.0.1:9");
-    let rk = off.secret("rk.txt", &std::fs::read_to_string(&a.rk).unwrap());
+    let saved = env.write("saved.json", a.api.keys_raw(&a.version));
+    let off = Env::for_homeserver("http://127.0.0.1:9");
+    let rk = off.write_secret("rk.txt", &std::fs::read_to_string(&a.rk).unwrap());
     let pass = off.pass_file();
     let out = off.path("offline.txt");
     let j = off
@@ -1580,7 +1570,7 @@ fn faults_upload_and_download_of_2000_keys() {
     assert_eq!(api.count(&version), 100);
     let preseeded_before = api.key_map(&version);
 
-    let env = Env::new(&hs.base);
+    let env = Env::for_homeserver(&hs.base);
     let entries: Vec<Value> = gens
         .iter_mut()
         .enumerate()
@@ -1786,7 +1776,7 @@ fn fault_long_rate_limit_gives_up_quickly() {
         1,
         Action::too_many_requests(600, 600_000),
     );
-    let env = Env::new(&proxy.url());
+    let env = Env::for_homeserver(&proxy.url());
     let tok = env.token_file("token.txt", &user.token);
     let r = env
         .run(
@@ -1819,7 +1809,7 @@ fn fault_stalled_server_times_out() {
         2,
         Action::Stall(Duration::from_secs(30)),
     );
-    let env = Env::new(&proxy.url());
+    let env = Env::for_homeserver(&proxy.url());
     let tok = env.token_file("token.txt", &user.token);
     let start = Instant::now();
     let r = env
@@ -1848,7 +1838,7 @@ fn fault_401_and_404_are_not_retried() {
     hs.api(&user)
         .create_version(&BackupDecryptionKey::random().unwrap().public_key_base64());
     let proxy = FaultProxy::start(&hs.base);
-    let env = Env::new(&proxy.url());
+    let env = Env::for_homeserver(&proxy.url());
     let purl = proxy.url();
 
     // A token Synapse refuses: one request, 14.

@@ -14,8 +14,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-#[path = "support/mod.rs"]
-mod support;
 
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
@@ -380,10 +378,10 @@ fn no_secret_in_any_output_at_any_verbosity_offline() {
         assert!(codes.contains(&c), "no case exited {c}: {codes:?}");
     }
     // The store keeps keys sealed: no secret in the clear in any of its files.
-    for (p, bytes) in support::cli::Env::all_bytes_under(&env.store()) {
+    for (p, bytes) in common::all_bytes_under(&env.store()) {
         for sec in &secrets {
             assert!(
-                !support::cli::contains_bytes(&bytes, sec.as_bytes()),
+                !common::contains_bytes(&bytes, sec.as_bytes()),
                 "{} holds a secret in the clear",
                 p.display()
             );
@@ -1004,15 +1002,14 @@ fn no_process_exit_while_secrets_are_alive() {
 
 #[test]
 fn no_secret_in_any_output_at_any_verbosity_online() {
-    use support::cli::Env as HsEnv;
-    use support::fault_proxy::FaultProxy;
-    let Some(hs) = support::synapse::homeserver() else {
+    use common::fault_proxy::FaultProxy;
+    let Some(hs) = common::synapse::homeserver() else {
         return;
     };
     let user = hs.register("hygiene");
     // Through a pass-through proxy, to learn every token the server hands mxkeys.
     let proxy = FaultProxy::start(&hs.base);
-    let env = HsEnv::new(&proxy.url());
+    let env = Env::for_homeserver(&proxy.url());
     env.init_store();
     let login = env.login(&user).ok();
     let three = fixture("export/element-three.txt");
@@ -1028,12 +1025,12 @@ fn no_secret_in_any_output_at_any_verbosity_online() {
         .ok();
     let wrong_text = std::fs::read_to_string(&wrong_rk).unwrap();
     let tok = env.token_file("token.txt", &user.token);
-    let bad_pw = env.secret("bad-password.txt", "not-the-password-7c1\n");
+    let bad_pw = env.write_secret("bad-password.txt", "not-the-password-7c1\n");
 
     let mut secrets = common::fixture_session_keys();
     for s in [
         PASS.to_string(),
-        support::cli::STORE_PASS.to_string(),
+        common::STORE_PASS.to_string(),
         user.password.clone(),
         user.token.clone(),
         "not-the-password-7c1".into(),
@@ -1086,7 +1083,7 @@ fn no_secret_in_any_output_at_any_verbosity_online() {
         }
     }
     // A last login (a new token) and the logout that revokes it.
-    let pw = env.secret("password.txt", &format!("{}\n", user.password));
+    let pw = env.write_secret("password.txt", &format!("{}\n", user.password));
     outputs.push(
         env.smx_p(
             &[
@@ -1133,13 +1130,13 @@ fn no_secret_in_any_output_at_any_verbosity_online() {
     for (i, o) in outputs.iter().enumerate() {
         common::assert_no_secrets(o, &secrets, &format!("output {i}"));
     }
-    for (p, bytes) in HsEnv::all_bytes_under(&env.home())
+    for (p, bytes) in common::all_bytes_under(&env.home())
         .into_iter()
-        .chain(HsEnv::all_bytes_under(&env.store()))
+        .chain(common::all_bytes_under(&env.store()))
     {
         for sec in &secrets {
             assert!(
-                !support::cli::contains_bytes(&bytes, sec.as_bytes()),
+                !common::contains_bytes(&bytes, sec.as_bytes()),
                 "{} holds a secret in the clear",
                 p.display()
             );
