@@ -9,9 +9,11 @@
 //! - for upload, running it again completes and the server ends with every key, none degraded;
 //! - an output file either does not exist or is complete and valid.
 //!
-//! The kill delays are spread over the duration of one uncrashed run, measured first. The
-//! backup parts run against the real Synapse of `scripts/test-homeserver.sh` (skipped without
-//! it, unless MXKEYS_TEST_DISALLOW_SKIP=1).
+//! The kill points are spread over the progress of one uncrashed run, measured first. Progress
+//! is the run's own CPU time, so the points fall at the same places of the work on an idle or
+//! on a busy machine (see `common::run::kill_points`); every test also has control runs that
+//! are never killed, whose results are checked. The backup parts run against the real Synapse
+//! of `scripts/test-homeserver.sh` (skipped without it, unless MXKEYS_TEST_DISALLOW_SKIP=1).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -19,8 +21,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 
 use mxkeys::export::{ExportWriter, SessionWriter};
 use mxkeys::secret::Passphrase;
@@ -28,6 +30,7 @@ use mxkeys::session::ExportedSession;
 use serde_json::{Value, json};
 
 use common::megolm::{self, GenSession};
+use common::run::{Fate, kill_at, kill_points};
 use common::synapse::require_hs;
 use common::{Env, PASS, Run, element, fixture};
 
@@ -91,96 +94,23 @@ fn import(env: &Env, store: &Path, file: &Path) -> Run {
     run(env, &import_args(env, store, file))
 }
 
-/// What happened to a run that was to be killed.
-#[derive(Debug, Clone, Copy)]
-enum Fate {
-    /// Killed while running, after this long.
-    Killed(Duration),
-    /// It had already exited with this code, after this long.
-    Finished(i32, Duration),
-}
-
-/// Start `cmd`, wait `delay`, then SIGKILL it (unless it already ended).
-fn kill_after(mut cmd: Command, delay: Duration) -> Fate {
-    let start = Instant::now();
-    let mut child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = start + delay;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Fate::Finished(status.code().unwrap_or(-1), start.elapsed());
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            break;
-        }
-        std::thread::sleep((deadline - now).min(Duration::from_millis(2)));
-    }
-    child.kill().unwrap();
-    let status = child.wait().unwrap();
-    // The run may have ended on its own between the last look and the kill.
-    match std::os::unix::process::ExitStatusExt::signal(&status) {
-        Some(9) => Fate::Killed(start.elapsed()),
-        _ => Fate::Finished(status.code().unwrap_or(-1), start.elapsed()),
-    }
-}
-
-/// The kill delays: `n` delays spread evenly over `[0, 1.1 * T]`, where `T` is the duration of
-/// an uncrashed run. The machine's load makes run times vary, so `T` is measured first and
-/// then lowered whenever a trial's run ends before its kill (those runs must have succeeded).
-struct Spread {
-    total: Duration,
-    n: usize,
-}
-
-impl Spread {
-    fn new(total: Duration, n: usize) -> Spread {
-        Spread { total, n }
-    }
-
-    fn delay(&self, i: usize) -> Duration {
-        self.total.mul_f64(1.1 * (i as f64 + 0.5) / self.n as f64)
-    }
-
-    fn learn(&mut self, fate: Fate) {
-        if let Fate::Finished(_, took) = fate {
-            self.total = self.total.min(took);
-        }
-    }
-}
-
-/// How long an uncrashed run takes, started exactly as the killed ones are (the command must
-/// succeed).
-fn time_run(mut cmd: Command) -> Duration {
-    let start = Instant::now();
-    let status = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "the uncrashed run failed: {status}");
-    start.elapsed()
-}
-
 /// Tally of the trials' fates; a run that ended before its kill must have succeeded.
 #[derive(Debug, Default)]
 struct Tally {
     killed: usize,
     finished: usize,
-    latest_kill: Duration,
+    /// The furthest progress a killed run had made (CPU ticks).
+    latest_kill: u64,
 }
 
 impl Tally {
     fn add(&mut self, fate: Fate, problems: &mut Vec<String>, trial: usize) {
         match fate {
-            Fate::Killed(at) => {
+            Fate::Killed(at, _) => {
                 self.killed += 1;
                 self.latest_kill = self.latest_kill.max(at);
             }
-            Fate::Finished(code, _) => {
+            Fate::Finished(code, _, _) => {
                 self.finished += 1;
                 if code != 0 {
                     problems.push(format!(
@@ -190,6 +120,30 @@ impl Tally {
             }
         }
     }
+
+    /// Enough runs were killed while they worked: the kill points are taken from the runs' own
+    /// progress, so at any machine speed about two thirds are.
+    fn assert_killed(&self, at_least: usize) {
+        assert!(
+            self.killed >= at_least,
+            "only {} runs were killed mid-run ({} finished first)",
+            self.killed,
+            self.finished
+        );
+    }
+}
+
+/// The progress (CPU ticks) of an uncrashed run of `cmd`, which must succeed: the smaller of
+/// two runs, as the kill trials run with warm caches. Each call makes a fresh command.
+fn control_progress(mut cmd: impl FnMut() -> Command) -> u64 {
+    (0..2)
+        .map(|_| match kill_at(cmd(), u64::MAX) {
+            Fate::Finished(0, p, _) => p,
+            f => panic!("the uncrashed run failed: {f:?}"),
+        })
+        .min()
+        .unwrap()
+        .max(1)
 }
 
 /// (room, session) -> first index of every session in the store, read with SQLite directly.
@@ -285,6 +239,120 @@ fn generate(n: usize, rooms: usize, worse: u32) -> Vec<(ExportedSession, Exporte
 }
 
 // ---------------------------------------------------------------------------------------------
+// Commands that take the store from one state to another in one transaction (import, download)
+
+/// (room, session) -> first index.
+type Logical = BTreeMap<(String, String), u32>;
+
+/// A one-transaction command on copies of a baseline store.
+struct Transition<'a> {
+    env: &'a Env,
+    /// The store before every run (copied for each).
+    baseline: &'a Path,
+    /// `mxkeys ... --json COMMAND` on a store directory.
+    args: &'a dyn Fn(&Path) -> Vec<OsString>,
+}
+
+/// What the kill trials of a [`Transition`] saw.
+struct Trials {
+    tally: Tally,
+    /// The progress of an uncrashed run (CPU ticks).
+    control: u64,
+    saw_before: usize,
+    saw_after: usize,
+}
+
+impl Transition<'_> {
+    /// The control: the command on a copy of the baseline, never killed; its JSON report and
+    /// the state after it.
+    fn control(&self) -> (Value, Logical) {
+        let reference = self.env.path("reference");
+        copy_dir(self.baseline, &reference);
+        let j = serde_json::from_str(&run_ok(self.env, &(self.args)(&reference))).unwrap();
+        (j, logical(&reference))
+    }
+
+    /// `trials` runs of the command, each SIGKILLed at a point of its own progress, the points
+    /// spread over an uncrashed run's (see `kill_points`: some land before the commit, some
+    /// after, some past the end, at any machine speed). After every kill the store opens, holds
+    /// every session it held, never worse, and is exactly `before` or exactly `after`; running
+    /// the command again reaches `after`. Both states must have been seen.
+    fn before_or_after_trials(&self, before: &Logical, after: &Logical, trials: usize) -> Trials {
+        let store = self.env.path("trial");
+        let control = control_progress(|| {
+            copy_dir(self.baseline, &store);
+            self.env.process(&(self.args)(&store))
+        });
+        let mut tally = Tally::default();
+        let (mut saw_before, mut saw_after) = (0, 0);
+        let mut problems = Vec::new();
+        for (i, at) in kill_points(control, trials).into_iter().enumerate() {
+            copy_dir(self.baseline, &store);
+            let fate = kill_at(self.env.process(&(self.args)(&store)), at);
+            tally.add(fate, &mut problems, i);
+            let n = store_opens(self.env, &store);
+            let now = logical(&store);
+            assert_eq!(n as usize, now.len());
+            if let Err(e) = holds_everything(before, &now) {
+                problems.push(format!("trial {i} ({fate:?}): {e}"));
+            }
+            if now == *before {
+                saw_before += 1;
+            } else if now == *after {
+                saw_after += 1;
+            } else {
+                problems.push(format!(
+                    "trial {i} ({fate:?}): {} sessions, neither the state before ({}) nor after ({})",
+                    now.len(),
+                    before.len(),
+                    after.len()
+                ));
+            }
+            // Run again: it completes, with the full result.
+            let r = run(self.env, &(self.args)(&store));
+            if r.code != 0 {
+                problems.push(format!(
+                    "trial {i}: the rerun exited {}: {}",
+                    r.code, r.stderr
+                ));
+            } else if logical(&store) != *after {
+                problems.push(format!(
+                    "trial {i}: the rerun did not reach the full result"
+                ));
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+        tally.assert_killed(trials / 2);
+        assert!(
+            saw_before > 0 && saw_after > 0,
+            "kills did not cover the commit: state before {saw_before}, after {saw_after}"
+        );
+        Trials {
+            tally,
+            control,
+            saw_before,
+            saw_after,
+        }
+    }
+}
+
+impl std::fmt::Display for Trials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} trials ({} killed mid-run, the latest at {} of the {} CPU ticks of an uncrashed run; {} finished first); state before {}, after {}",
+            self.tally.killed + self.tally.finished,
+            self.tally.killed,
+            self.tally.latest_kill,
+            self.control,
+            self.tally.finished,
+            self.saw_before,
+            self.saw_after
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Import
 
 #[test]
@@ -324,76 +392,18 @@ fn kill_during_import_then_rerun() {
     let before = logical(&baseline);
     assert_eq!(before.len(), pre_held + 3);
 
-    // Uncrashed runs: the duration (the faster of two, the first warms the caches) and the
-    // state after.
-    let reference = w.path("reference");
-    let trial_args = |store: &Path| {
-        let mut a = store_args(&w, store, &["import"]);
-        a.extend([big.clone().into(), "--passphrase-file".into()]);
-        a.push(w.pass_file().into());
-        a
+    let args = |store: &Path| import_args(&w, store, &big);
+    let t = Transition {
+        env: &w,
+        baseline: &baseline,
+        args: &args,
     };
-    let mut full = Duration::MAX;
-    for _ in 0..2 {
-        copy_dir(&baseline, &reference);
-        full = full.min(time_run(w.process(&trial_args(&reference))));
-    }
-    copy_dir(&baseline, &reference);
-    let Run {
-        code,
-        stdout: out,
-        stderr: err,
-        ..
-    } = import(&w, &reference, &big);
-    assert_eq!(code, 0, "{err}");
-    let j: Value = serde_json::from_str(&out).unwrap();
+    let (j, after) = t.control();
     assert_eq!(j["imported"], n_sessions - pre_held, "{j}");
     assert_eq!(j["improved"], pre_held, "{j}");
-    let after = logical(&reference);
     assert_eq!(after.len(), n_sessions + 3);
-    eprintln!("uncrashed import: {:.2} s", full.as_secs_f64());
 
-    let mut tally = Tally::default();
-    let (mut saw_before, mut saw_after) = (0, 0);
-    let mut problems = Vec::new();
-    let mut spread = Spread::new(full, trials);
-    for i in 0..trials {
-        let delay = spread.delay(i);
-        let store = w.path("trial");
-        copy_dir(&baseline, &store);
-        let fate = kill_after(w.process(&trial_args(&store)), delay);
-        tally.add(fate, &mut problems, i);
-        spread.learn(fate);
-        let n = store_opens(&w, &store);
-        let now = logical(&store);
-        assert_eq!(n as usize, now.len());
-        if let Err(e) = holds_everything(&before, &now) {
-            problems.push(format!("trial {i} ({fate:?}): {e}"));
-        }
-        if now == before {
-            saw_before += 1;
-        } else if now == after {
-            saw_after += 1;
-        } else {
-            problems.push(format!(
-                "trial {i} ({fate:?}): {} sessions, neither the state before ({}) nor after ({})",
-                now.len(),
-                before.len(),
-                after.len()
-            ));
-        }
-        // Run again: it completes, with the full result.
-        let Run {
-            code, stderr: err, ..
-        } = import(&w, &store, &big);
-        if code != 0 {
-            problems.push(format!("trial {i}: the rerun exited {code}: {err}"));
-        } else if logical(&store) != after {
-            problems.push(format!(
-                "trial {i}: the rerun did not reach the full result"
-            ));
-        }
-    }
+    let seen = t.before_or_after_trials(&before, &after, trials);
     // The sealed rows of a crashed-then-rerun store all open: export it and decrypt the file
     // independently.
     let store = w.path("trial");
@@ -405,25 +415,7 @@ fn kill_during_import_then_rerun() {
     let pt = element::decrypt_file(&out, PASS.as_bytes()).plaintext;
     let all: Vec<Value> = serde_json::from_slice(&pt).unwrap();
     assert_eq!(all.len(), n_sessions + 3);
-
-    println!(
-        "crash safety, import of {n_sessions} sessions: {trials} trials ({} killed mid-run, the latest after {:.2} s; {} finished first); state before {saw_before}, after {saw_after}; uncrashed run {:.2} s (fastest seen {:.2} s)",
-        tally.killed,
-        tally.latest_kill.as_secs_f64(),
-        tally.finished,
-        full.as_secs_f64(),
-        spread.total.as_secs_f64()
-    );
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
-    assert!(
-        tally.killed >= trials / 2,
-        "only {} runs were killed mid-run",
-        tally.killed
-    );
-    assert!(
-        saw_before > 0 && saw_after > 0,
-        "kills did not cover the commit"
-    );
+    println!("crash safety, import of {n_sessions} sessions: {seen}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -454,84 +446,57 @@ fn killed_export_and_decrypt_never_leave_a_partial_output() {
         a.push(w.pass_file().into());
         a
     };
-    // Uncrashed: durations and the complete outputs.
-    let timed = |args: &[OsString], f: &Path| {
-        let mut best = Duration::MAX;
-        for _ in 0..2 {
-            let _ = std::fs::remove_file(f);
-            best = best.min(time_run(w.process(args)));
-        }
-        best
-    };
-    let full_export = w.path("full-export.txt");
-    let export_time = timed(&export_args(&full_export), &full_export);
-    let full_plain = w.path("full-plain.json");
-    let decrypt_time = timed(&decrypt_args(&full_plain), &full_plain);
-    let plain = std::fs::read(&full_plain).unwrap();
-    assert_eq!(
-        serde_json::from_slice::<Vec<Value>>(&plain).unwrap().len(),
-        N
-    );
-
     let mut tally = Tally::default();
     let mut problems = Vec::new();
-    let mut complete = 0;
-    let mut leftover_tmp = 0;
+    let (mut complete, mut leftover_tmp) = (0, 0);
     let dir = w.path("out");
-    for (kind, total) in [("export", export_time), ("decrypt", decrypt_time)] {
-        let mut spread = Spread::new(total, TRIALS);
-        for i in 0..TRIALS {
-            let delay = spread.delay(i);
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir(&dir).unwrap();
-            let f = dir.join("F");
-            let args = if kind == "export" {
-                export_args(&f)
+    let fresh_dir = || {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        dir.join("F")
+    };
+    for kind in ["export", "decrypt"] {
+        let args = |f: &Path| {
+            if kind == "export" {
+                export_args(f)
             } else {
-                decrypt_args(&f)
-            };
-            let fate = kill_after(w.process(&args), delay);
+                decrypt_args(f)
+            }
+        };
+        // The control, never killed: its output is complete, and its progress sets the kill
+        // points. Its plaintext is what a complete decrypt output holds.
+        let control = control_progress(|| w.process(&args(&fresh_dir())));
+        let f = dir.join("F");
+        let reference = check_output(kind, &format!("{kind} control"), &f, N, None);
+        for (i, at) in kill_points(control, TRIALS).into_iter().enumerate() {
+            let f = fresh_dir();
+            let fate = kill_at(w.process(&args(&f)), at);
             tally.add(fate, &mut problems, i);
-            spread.learn(fate);
-            leftover_tmp += std::fs::read_dir(&dir)
-                .unwrap()
-                .filter(|e| {
-                    e.as_ref()
-                        .unwrap()
-                        .file_name()
-                        .to_string_lossy()
-                        .starts_with(".mxkeys-")
-                })
+            leftover_tmp += common::dir_names(&dir)
+                .iter()
+                .filter(|n| n.starts_with(".mxkeys-"))
                 .count();
             if !f.exists() {
                 continue;
             }
             complete += 1;
-            if kind == "export" {
-                let o = element::decrypt_file(&f, PASS.as_bytes());
-                let v: Vec<Value> = serde_json::from_slice(&o.plaintext).unwrap();
-                assert_eq!(v.len(), N, "{kind} trial {i}: incomplete output");
-            } else {
-                assert_eq!(
-                    std::fs::read(&f).unwrap(),
-                    plain,
-                    "{kind} trial {i}: incomplete output"
-                );
-            }
+            check_output(
+                kind,
+                &format!("{kind} trial {i} ({fate:?})"),
+                &f,
+                N,
+                Some(&reference),
+            );
         }
     }
     println!(
-        "crash safety, output files: {} trials ({} killed mid-run); every output absent or complete ({complete} complete); {leftover_tmp} temporary files left by the kills (never the output)",
+        "crash safety, output files: {} trials ({} killed mid-run, {} finished first); every output absent or complete ({complete} complete, and the two controls); {leftover_tmp} temporary files left by the kills (never the output)",
         2 * TRIALS,
-        tally.killed
+        tally.killed,
+        tally.finished
     );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
-    assert!(
-        tally.killed >= TRIALS,
-        "only {} runs were killed mid-run",
-        tally.killed
-    );
-    assert!(complete > 0, "no run finished, so no output was checked");
+    tally.assert_killed(TRIALS);
     // On Linux the output is written to an unnamed file (O_TMPFILE) until the commit, so a kill
     // leaves nothing: no partial file of decrypted keys under any name.
     if cfg!(target_os = "linux") {
@@ -540,6 +505,26 @@ fn killed_export_and_decrypt_never_leave_a_partial_output() {
             "killed runs left temporary files next to the output"
         );
     }
+}
+
+/// An output file is complete: an export decrypts (independently) to `n` sessions, a decrypt
+/// output is `n` sessions of JSON, the same bytes as `reference` when given. Returns its
+/// plaintext.
+fn check_output(kind: &str, what: &str, f: &Path, n: usize, reference: Option<&[u8]>) -> Vec<u8> {
+    let pt = if kind == "export" {
+        element::decrypt_file(f, PASS.as_bytes()).plaintext
+    } else {
+        std::fs::read(f).unwrap()
+    };
+    let v: Vec<Value> = serde_json::from_slice(&pt)
+        .unwrap_or_else(|e| panic!("{what}: the output is not complete JSON: {e}"));
+    assert_eq!(v.len(), n, "{what}: incomplete output");
+    if let Some(r) = reference
+        && kind == "decrypt"
+    {
+        assert_eq!(pt, r, "{what}: the output differs from the control's");
+    }
+    pt
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -595,11 +580,8 @@ fn kill_during_backup_download_into_the_store() {
     assert_eq!(api.count(&version), N as u64);
 
     let w = Env::new();
-    let tok = w.write_secret("token.txt", &format!("{}\n", user.token));
-    let rk = w.write_secret(
-        "rk.txt",
-        &format!("{}\n", &*mxkeys::recovery_key::encode(key.expose_secret())),
-    );
+    let tok = w.token_file("token.txt", &user.token);
+    let rk = w.token_file("rk.txt", &mxkeys::recovery_key::encode(key.expose_secret()));
     // The store before: element-three, and PRE of the backup's sessions at a worse index.
     let baseline = w.path("baseline");
     init_store(&w, &baseline);
@@ -629,72 +611,20 @@ fn kill_during_backup_download_into_the_store() {
         a.extend(["--recovery-key-file".into(), rk.clone().into()]);
         a
     };
-    let reference = w.path("reference");
-    let mut full = Duration::MAX;
-    for _ in 0..2 {
-        copy_dir(&baseline, &reference);
-        full = full.min(time_run(w.process(&args(&reference))));
-    }
-    copy_dir(&baseline, &reference);
-    let j: Value = serde_json::from_str(&run_ok(&w, &args(&reference))).unwrap();
+    let t = Transition {
+        env: &w,
+        baseline: &baseline,
+        args: &args,
+    };
+    let (j, after) = t.control();
     assert_eq!(j["imported"], N - PRE, "{j}");
     assert_eq!(j["improved"], PRE, "{j}");
-    let after = logical(&reference);
     assert_eq!(after.len(), N + 3);
 
-    let mut tally = Tally::default();
-    let (mut saw_before, mut saw_after) = (0, 0);
-    let mut problems = Vec::new();
-    let mut spread = Spread::new(full, TRIALS);
-    for i in 0..TRIALS {
-        let delay = spread.delay(i);
-        let store = w.path("trial");
-        copy_dir(&baseline, &store);
-        let fate = kill_after(w.process(&args(&store)), delay);
-        tally.add(fate, &mut problems, i);
-        spread.learn(fate);
-        let n = store_opens(&w, &store);
-        let now = logical(&store);
-        assert_eq!(n as usize, now.len());
-        if let Err(e) = holds_everything(&before, &now) {
-            problems.push(format!("trial {i} ({fate:?}): {e}"));
-        }
-        if now == before {
-            saw_before += 1;
-        } else if now == after {
-            saw_after += 1;
-        } else {
-            problems.push(format!(
-                "trial {i} ({fate:?}): {} sessions, neither before nor after",
-                now.len()
-            ));
-        }
-        let Run {
-            code, stderr: err, ..
-        } = run(&w, &args(&store));
-        if code != 0 {
-            problems.push(format!("trial {i}: the rerun exited {code}: {err}"));
-        } else if logical(&store) != after {
-            problems.push(format!(
-                "trial {i}: the rerun did not reach the full result"
-            ));
-        }
-    }
+    let seen = t.before_or_after_trials(&before, &after, TRIALS);
     // The backup itself was only read.
     assert_eq!(api.count(&version), N as u64);
-    println!(
-        "crash safety, backup download of {N} keys: {TRIALS} trials ({} killed mid-run, {} finished first); state before {saw_before}, after {saw_after}; uncrashed run {:.2} s (fastest seen {:.2} s)",
-        tally.killed,
-        tally.finished,
-        full.as_secs_f64(),
-        spread.total.as_secs_f64()
-    );
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
-    assert!(
-        tally.killed >= TRIALS / 2,
-        "only {} runs were killed mid-run",
-        tally.killed
-    );
+    println!("crash safety, backup download of {N} keys: {seen}");
 }
 
 #[test]
@@ -710,11 +640,8 @@ fn kill_during_backup_upload_then_rerun() {
     let public = key.public_key();
 
     let w = Env::new();
-    let tok = w.write_secret("token.txt", &format!("{}\n", user.token));
-    let rk = w.write_secret(
-        "rk.txt",
-        &format!("{}\n", &*mxkeys::recovery_key::encode(key.expose_secret())),
-    );
+    let tok = w.token_file("token.txt", &user.token);
+    let rk = w.token_file("rk.txt", &mxkeys::recovery_key::encode(key.expose_secret()));
     // The store: N sessions (one room each, so that the upload takes two requests) at index 3.
     let mut gens: Vec<GenSession> = (0..N)
         .map(|i| GenSession::new(&format!("!up{i}:localhost")))
@@ -794,23 +721,25 @@ fn kill_during_backup_upload_then_rerun() {
     assert_eq!(j["sent"], N - PRESEED, "{j}");
     assert!(j["requests"].as_u64().unwrap() >= 2, "{j}");
     check_server(&v0, &seeded0).unwrap();
-    let mut full = Duration::MAX;
+    // Two more uncrashed runs, each into a fresh version: the progress they make sets the
+    // kill points.
+    let mut control = u64::MAX;
     for _ in 0..2 {
         let (v0, seeded0) = fresh_version(&mut gens);
-        full = full.min(time_run(w.process(&args())));
+        match kill_at(w.process(&args()), u64::MAX) {
+            Fate::Finished(0, p, _) => control = control.min(p.max(1)),
+            f => panic!("the uncrashed upload failed: {f:?}"),
+        }
         check_server(&v0, &seeded0).unwrap();
     }
 
     let mut tally = Tally::default();
     let mut partial_seen = 0;
     let mut problems = Vec::new();
-    let mut spread = Spread::new(full, TRIALS);
-    for i in 0..TRIALS {
-        let delay = spread.delay(i);
+    for (i, at) in kill_points(control, TRIALS).into_iter().enumerate() {
         let (v, seeded) = fresh_version(&mut gens);
-        let fate = kill_after(w.process(&args()), delay);
+        let fate = kill_at(w.process(&args()), at);
         tally.add(fate, &mut problems, i);
-        spread.learn(fate);
         let held = api.count(&v) as usize;
         // Diagnostic only (printed): how many kills landed mid-upload.
         if held > PRESEED && held < N {
@@ -824,17 +753,15 @@ fn kill_during_backup_upload_then_rerun() {
                 "trial {i} ({fate:?}): the store's sessions changed"
             ));
         }
-        let Run {
-            code,
-            stdout: out,
-            stderr: err,
-            ..
-        } = run(&w, &args());
-        if code != 0 {
-            problems.push(format!("trial {i}: the rerun exited {code}: {err}"));
+        let r = run(&w, &args());
+        if r.code != 0 {
+            problems.push(format!(
+                "trial {i}: the rerun exited {}: {}",
+                r.code, r.stderr
+            ));
             continue;
         }
-        let j: Value = serde_json::from_str(&out).unwrap();
+        let j: Value = serde_json::from_str(&r.stdout).unwrap();
         if j["skipped"].as_u64().unwrap() < PRESEED as u64 {
             problems.push(format!(
                 "trial {i}: the rerun did not skip the better keys: {j}"
@@ -845,16 +772,9 @@ fn kill_during_backup_upload_then_rerun() {
         }
     }
     println!(
-        "crash safety, backup upload of {N} keys: {TRIALS} trials ({} killed mid-run, {} finished first, {partial_seen} left a partial upload); uncrashed run {:.2} s (fastest seen {:.2} s)",
-        tally.killed,
-        tally.finished,
-        full.as_secs_f64(),
-        spread.total.as_secs_f64()
+        "crash safety, backup upload of {N} keys: {TRIALS} trials ({} killed mid-run, {} finished first, {partial_seen} left a partial upload, the latest kill at {} of the {control} CPU ticks of an uncrashed run)",
+        tally.killed, tally.finished, tally.latest_kill
     );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
-    assert!(
-        tally.killed >= TRIALS / 2,
-        "only {} runs were killed mid-run",
-        tally.killed
-    );
+    tally.assert_killed(TRIALS / 2);
 }

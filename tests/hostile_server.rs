@@ -170,7 +170,7 @@ struct World {
 fn recovery_key_file(env: &Env, name: &str, k: &BackupDecryptionKey) -> PathBuf {
     env.write_secret(
         name,
-        &format!("{}\n", &*mxkeys::recovery_key::encode(k.expose_secret())),
+        format!("{}\n", &*mxkeys::recovery_key::encode(k.expose_secret())),
     )
 }
 

@@ -345,6 +345,7 @@ fn no_secret_in_any_output_at_any_verbosity_offline() {
         (false, vec!["backup".into(), "download".into(), "--from-response".into(), saved_file.clone(), "--recovery-key-file".into(), typo_file.clone(), "-o".into(), "never.txt".into(), "--passphrase-file".into(), pf.clone()]),
     ];
     let mut codes = std::collections::BTreeSet::new();
+    let mut log = Vec::new();
     let mut n = 0;
     for (product, args) in &cases {
         for global in [
@@ -362,7 +363,9 @@ fn no_secret_in_any_output_at_any_verbosity_offline() {
             let out = env.cmd_no_tty().args(global).args(&args).output().unwrap();
             let what = format!("{global:?} {args:?}");
             assert!(!text(&out.stderr).contains("panicked"), "{what}");
-            codes.insert(out.status.code().unwrap());
+            let code = out.status.code().unwrap();
+            codes.insert(code);
+            log.push(run_line(code, &what, &text(&out.stderr)));
             if !product {
                 common::assert_no_secrets(
                     &text(&out.stdout),
@@ -374,9 +377,7 @@ fn no_secret_in_any_output_at_any_verbosity_offline() {
         }
     }
     // The battery covered success, wrong secrets and invalid input.
-    for c in [0, 12, 13] {
-        assert!(codes.contains(&c), "no case exited {c}: {codes:?}");
-    }
+    assert_codes_seen(&codes, &[0, 12, 13], &log);
     // The store keeps keys sealed: no secret in the clear in any of its files.
     for (p, bytes) in common::all_bytes_under(&env.store()) {
         for sec in &secrets {
@@ -388,6 +389,27 @@ fn no_secret_in_any_output_at_any_verbosity_offline() {
         }
     }
     println!("offline outputs: {n} runs, exit codes {codes:?}, no secret anywhere");
+}
+
+/// One line of the battery's log: exit code, the run, its error line if any.
+fn run_line(code: i32, what: &str, stderr: &str) -> String {
+    let err = stderr
+        .lines()
+        .find(|l| l.contains("error"))
+        .unwrap_or_default();
+    format!("exit {code}: {what}: {err}")
+}
+
+/// The battery covered every exit code in `want`; when it did not, every run is listed (with
+/// its code and error line), so that a rare failure says which case behaved otherwise.
+fn assert_codes_seen(codes: &std::collections::BTreeSet<i32>, want: &[i32], log: &[String]) {
+    for c in want {
+        assert!(
+            codes.contains(c),
+            "no case exited {c}: {codes:?}; the runs:\n{}",
+            log.join("\n")
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -590,9 +612,11 @@ fn wal_and_shm_modes(
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let mut child = c.spawn().unwrap();
+        // Until the files are seen or the import ends (a hang guard only: the import takes a
+        // fraction of a second when idle).
         let start = std::time::Instant::now();
         let mut seen = None;
-        while start.elapsed() < Duration::from_secs(20) {
+        while start.elapsed() < common::TIMEOUT {
             if let (Ok(a), Ok(b)) = (std::fs::metadata(&wal), std::fs::metadata(&shm)) {
                 seen = Some((
                     a.permissions().mode() & 0o777,
@@ -1060,6 +1084,7 @@ fn no_secret_in_any_output_at_any_verbosity_online() {
         (true, vec!["login".into(), "--user".into(), user.user_id.clone(), "--homeserver".into(), purl.clone(), "--password-file".into(), bad_pw.clone()]),
     ];
     let mut codes = std::collections::BTreeSet::new();
+    let mut log = Vec::new();
     let mut n = 0;
     let mut outputs = vec![create.all_output(), login.all_output()];
     for (with_store, args) in &cases {
@@ -1079,11 +1104,12 @@ fn no_secret_in_any_output_at_any_verbosity_online() {
             let r = env.run(&mut c);
             assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
             codes.insert(r.code);
+            log.push(run_line(r.code, &r.what, &r.stderr));
             outputs.push(r.all_output());
         }
     }
     // A last login (a new token) and the logout that revokes it.
-    let pw = env.write_secret("password.txt", &format!("{}\n", user.password));
+    let pw = env.write_secret("password.txt", format!("{}\n", user.password));
     outputs.push(
         env.smx_p(
             &[
@@ -1111,6 +1137,7 @@ fn no_secret_in_any_output_at_any_verbosity_online() {
             .args(["backup", "delete", "--version", &doomed, "--yes"]);
         let r = env.run(&mut c);
         codes.insert(r.code);
+        log.push(run_line(r.code, &r.what, &r.stderr));
         outputs.push(r.all_output());
     }
     outputs.push(env.smx(&["-vvv", "--json", "logout"]).ok().all_output());
@@ -1142,8 +1169,6 @@ fn no_secret_in_any_output_at_any_verbosity_online() {
             );
         }
     }
-    for c in [0, 12, 14, 16] {
-        assert!(codes.contains(&c), "no case exited {c}: {codes:?}");
-    }
+    assert_codes_seen(&codes, &[0, 12, 14, 16], &log);
     println!("online outputs: {n} runs, exit codes {codes:?}, no secret anywhere");
 }
