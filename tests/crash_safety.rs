@@ -148,11 +148,7 @@ fn control_progress(mut cmd: impl FnMut() -> Command) -> u64 {
 
 /// (room, session) -> first index of every session in the store, read with SQLite directly.
 fn logical(store: &Path) -> BTreeMap<(String, String), u32> {
-    let conn = rusqlite::Connection::open_with_flags(
-        store.join("keys.sqlite3"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
+    let conn = common::store::open(store);
     let mut st = conn
         .prepare("SELECT room_id, session_id, first_index FROM sessions")
         .unwrap();

@@ -168,22 +168,8 @@ fn login_seals_the_token_and_logout_revokes_it() {
     let proxy = FaultProxy::start(&hs.base);
     let env = Env::for_homeserver(&proxy.url());
     env.init_store();
-    let pw = env.write_secret("password.txt", format!("{}\n", user.password));
-    let purl = proxy.url();
     let r = env
-        .smx_p(
-            &[
-                "-vvv",
-                "login",
-                "--user",
-                &user.user_id,
-                "--homeserver",
-                &purl,
-                "--device-name",
-                "mxkeys-test",
-            ],
-            &[("--password-file", &pw)],
-        )
+        .login_with(&user, &["-vvv"], &["--device-name", "mxkeys-test"])
         .ok()
         .stderr_has("Logged in as");
     let login = proxy
@@ -229,12 +215,7 @@ fn login_seals_the_token_and_logout_revokes_it() {
         .stderr_has("hint: log in again");
 
     // Log in again, then `mxkeys logout`: the server revokes the token, the store forgets it.
-    env.smx_p(
-        &["login", "--user", &user.user_id, "--homeserver", &purl],
-        &[("--password-file", &pw)],
-    )
-    .ok()
-    .stderr_has("replacing the login");
+    env.login(&user).ok().stderr_has("replacing the login");
     let second = proxy
         .seen()
         .into_iter()
@@ -587,29 +568,14 @@ fn upload_and_download_a_thousand_keys() {
     let etag = a.api.version(Some(&a.version)).1["etag"].clone();
 
     // From the store.
-    let pass = env.pass_file();
-    env.smx_p(
-        &["import"],
-        &[
-            ("", &fixture("export/wasm-three.txt")),
-            ("--passphrase-file", &pass),
-        ],
-    )
-    .ok();
+    env.import_ok(&[&fixture("export/wasm-three.txt")]);
     let j = upload(env, &[], None).ok().json();
     assert_eq!(j["considered"], 3, "{j}");
     assert_eq!(j["sent"], 3);
     assert_eq!(a.api.count(&a.version), 1003);
 
     // Dry run: reports, sends nothing.
-    env.smx_p(
-        &["import"],
-        &[
-            ("", &fixture("export/element-one.txt")),
-            ("--passphrase-file", &pass),
-        ],
-    )
-    .ok();
+    env.import_ok(&[&fixture("export/element-one.txt")]);
     let etag2 = a.api.version(Some(&a.version)).1["etag"].clone();
     assert_ne!(etag, etag2);
     let j = upload(env, &["--dry-run"], None).ok().json();
@@ -800,10 +766,7 @@ fn status_counts_a_constructed_situation() {
         local.push(s.export_entry(7, &[]));
     }
     let file = encrypt_export(&a.env, "local", &Value::Array(local));
-    let pass = a.env.pass_file();
-    a.env
-        .smx_p(&["import"], &[("", &file), ("--passphrase-file", &pass)])
-        .ok();
+    a.env.import_ok(&[&file]);
 
     let j = a.env.smx(&["--json", "backup", "status"]).ok().json();
     assert_eq!(

@@ -1678,26 +1678,6 @@ fn bounded(ctx: &Ctx, cwd: &Path, args: &[OsString]) -> Run {
     common::run::bounded(&ctx.env, cwd, args, &LIMITS)
 }
 
-/// Every row of the store, byte for byte (sessions, secrets, meta).
-fn store_rows(store: &Path) -> Vec<String> {
-    let conn = rusqlite::Connection::open_with_flags(
-        store.join("keys.sqlite3"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let mut rows = Vec::new();
-    for sql in [
-        "SELECT s.key_hash || '|' || s.room_id || '|' || s.session_id || '|' || s.first_index || '|' || s.sender_key || '|' || hex(d.data) || '|' || s.updated_at FROM sessions s JOIN session_data d ON d.id = s.id ORDER BY s.id",
-        "SELECT name || '|' || hex(data) || '|' || updated_at FROM secrets ORDER BY name",
-        "SELECT key || '|' || hex(value) FROM meta ORDER BY key",
-    ] {
-        let mut st = conn.prepare(sql).unwrap();
-        let r = st.query_map([], |r| r.get::<_, String>(0)).unwrap();
-        rows.extend(r.map(|x| x.unwrap()));
-    }
-    rows
-}
-
 fn list_json(ctx: &Ctx) -> Value {
     let mut a = vec![OsString::from("--store"), ctx.env.store().clone().into()];
     a.extend(["--json".into(), "list".into()]);
@@ -1808,7 +1788,7 @@ fn hostile_input_corpus() {
     a.extend(["--passphrase-file".into(), ctx.pass.clone().into()]);
     let r = bounded(&ctx, &ctx.env.work(), &a);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let rows_before = store_rows(&ctx.env.store());
+    let rows_before = common::store::rows(&ctx.env.store());
     let list_before = list_json(&ctx);
     assert_eq!(list_before["sessions"], 3);
     let allowed_store_names = [
@@ -1825,7 +1805,7 @@ fn hostile_input_corpus() {
     std::fs::create_dir(&out).unwrap();
     let r = bounded(&ctx, &out, &ctx.args(Cmd::Import, &base, &out, &[]));
     assert_eq!(r.code, 0, "control import failed: {}", r.stderr);
-    assert_eq!(store_rows(&ctx.env.store()), rows_before);
+    assert_eq!(common::store::rows(&ctx.env.store()), rows_before);
 
     let cases = corpus(&fx);
     let mut failures = Vec::new();
@@ -1844,7 +1824,7 @@ fn hostile_input_corpus() {
         let r = bounded(&ctx, &out, &ctx.args(c.cmd, &input, &out, &c.extra));
         let mut problems = check(c, &r, &out);
         if c.cmd == Cmd::Import {
-            if store_rows(&ctx.env.store()) != rows_before {
+            if common::store::rows(&ctx.env.store()) != rows_before {
                 problems.push("the store changed".into());
             }
             if list_json(&ctx) != list_before {
@@ -1902,7 +1882,7 @@ fn hostile_input_corpus() {
         cases.len(),
         failures.join("\n")
     );
-    assert_eq!(store_rows(&ctx.env.store()), rows_before);
+    assert_eq!(common::store::rows(&ctx.env.store()), rows_before);
     assert_eq!(list_json(&ctx), list_before);
 }
 

@@ -209,15 +209,7 @@ impl World {
         // The store: element-three (not in the backup), and v2's keys downloaded honestly,
         // which keeps v2's key in the store.
         env.init_store();
-        let pass = env.pass_file();
-        env.smx_p(
-            &["import"],
-            &[
-                ("", &fixture("export/element-three.txt")),
-                ("--passphrase-file", &pass),
-            ],
-        )
-        .ok();
+        env.import_ok(&[&fixture("export/element-three.txt")]);
         let hsb = hs.base.clone();
         env.smx_p(
             &["backup", "download", "--homeserver", &hsb],
@@ -343,28 +335,6 @@ type ServerState = (
     BTreeMap<(String, String), Value>,
     BTreeMap<(String, String), Value>,
 );
-
-/// Every row of the store.
-fn store_rows(store: &Path) -> Vec<String> {
-    let conn = rusqlite::Connection::open_with_flags(
-        store.join("keys.sqlite3"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let mut rows = Vec::new();
-    for sql in [
-        "SELECT s.room_id || '|' || s.session_id || '|' || s.first_index || '|' || hex(d.data) FROM sessions s JOIN session_data d ON d.id = s.id ORDER BY s.id",
-        "SELECT name || '|' || hex(data) FROM secrets ORDER BY name",
-    ] {
-        let mut st = conn.prepare(sql).unwrap();
-        rows.extend(
-            st.query_map([], |r| r.get::<_, String>(0))
-                .unwrap()
-                .map(|x| x.unwrap()),
-        );
-    }
-    rows
-}
 
 /// One case's command, bounded.
 fn run(env: &Env, args: &[OsString], cwd: &Path) -> Run {
@@ -742,7 +712,7 @@ fn hostile_server_cases() {
         return;
     };
     let w = World::new(&hs);
-    let rows_before = store_rows(&w.env.store());
+    let rows_before = common::store::rows(&w.env.store());
     let server_before = w.server_state();
     assert_eq!(server_before.0, w.v2);
     assert_eq!(server_before.2.len(), 8);
@@ -837,7 +807,7 @@ fn hostile_server_cases() {
         if !left.is_empty() {
             p.push(format!("{} files left in the output directory", left.len()));
         }
-        if store_rows(&w.env.store()) != rows_before {
+        if common::store::rows(&w.env.store()) != rows_before {
             p.push("the store changed".into());
         }
         if w.server_state() != server_before {

@@ -1109,22 +1109,7 @@ fn no_secret_in_any_output_at_any_verbosity_online() {
         }
     }
     // A last login (a new token) and the logout that revokes it.
-    let pw = env.write_secret("password.txt", format!("{}\n", user.password));
-    outputs.push(
-        env.smx_p(
-            &[
-                "-vvv",
-                "login",
-                "--user",
-                &user.user_id,
-                "--homeserver",
-                &purl,
-            ],
-            &[("--password-file", &pw)],
-        )
-        .ok()
-        .all_output(),
-    );
+    outputs.push(env.login_with(&user, &["-vvv"], &[]).ok().all_output());
     // Deleting a version (one made for the purpose).
     let doomed = hs.api(&user).create_version(
         &mxkeys::backup::BackupDecryptionKey::random()

@@ -229,12 +229,16 @@ impl Env {
 
     /// `mxkeys login` as `user` at `self.hs` (password from a 0600 file).
     pub fn login(&self, user: &User) -> Run {
+        self.login_with(user, &[], &[])
+    }
+
+    /// `mxkeys GLOBAL... login` as `user` at `self.hs` with `extra` login arguments.
+    pub fn login_with(&self, user: &User, global: &[&str], extra: &[&str]) -> Run {
         let pw = self.write_secret("password.txt", format!("{}\n", user.password));
-        let hs = self.hs.clone();
-        self.smx_p(
-            &["login", "--user", &user.user_id, "--homeserver", &hs],
-            &[("--password-file", &pw)],
-        )
+        let mut args = global.to_vec();
+        args.extend(["login", "--user", &user.user_id, "--homeserver", &self.hs]);
+        args.extend(extra);
+        self.smx_p(&args, &[("--password-file", &pw)])
     }
 
     /// A fresh store logged in as `user`.

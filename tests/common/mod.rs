@@ -9,6 +9,7 @@
 //! - [`element`]: an independent implementation of Element's key-export format;
 //! - [`megolm`]: Megolm sessions made in the test with vodozemac;
 //! - [`backup_cipher`]: an independent implementation of the backup cipher;
+//! - [`store`]: a key store's rows, read with SQLite directly;
 //! - [`synapse`]: the test homeserver, its users and raw client-server API calls;
 //! - [`fault_proxy`]: a fault-injecting HTTP proxy in front of it.
 #![allow(
@@ -25,6 +26,7 @@ pub mod element;
 pub mod fault_proxy;
 pub mod megolm;
 pub mod run;
+pub mod store;
 pub mod synapse;
 
 #[allow(unused_imports)]
