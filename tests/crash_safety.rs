@@ -9,28 +9,30 @@
 //! - for upload, running it again completes and the server ends with every key, none degraded;
 //! - an output file either does not exist or is complete and valid.
 //!
-//! The kill delays are spread over the duration of one uncrashed run, measured first. The
-//! backup parts run against the real Synapse of `scripts/test-homeserver.sh` (skipped without
-//! it, unless MXKEYS_TEST_DISALLOW_SKIP=1).
+//! The kill points are spread over the progress of one uncrashed run, measured first. Progress
+//! is the run's own CPU time, so the points fall at the same places of the work on an idle or
+//! on a busy machine (see `common::run::kill_points`); every test also has control runs that
+//! are never killed, whose results are checked. The backup parts run against the real Synapse
+//! of `scripts/test-homeserver.sh` (skipped without it, unless MXKEYS_TEST_DISALLOW_SKIP=1).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-#[path = "support/mod.rs"]
-mod support;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
 
 use mxkeys::export::{ExportWriter, SessionWriter};
 use mxkeys::secret::Passphrase;
 use mxkeys::session::ExportedSession;
 use serde_json::{Value, json};
 
-use common::{PASS, STORE_PASS, element, fixture, megolm};
-use support::crypto::GenSession;
+use common::megolm::{self, GenSession};
+use common::run::{Fate, kill_at, kill_points};
+use common::synapse::require_hs;
+use common::{Env, PASS, Run, element, fixture};
 
 /// Sessions in the generated export. Every trial reruns the whole import, so in a debug build
 /// on a 2-core machine 20,000 sessions (about 6 s per import) would take the 50 trials past
@@ -54,182 +56,42 @@ fn import_trials() -> usize {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/// A temporary world: HOME, a work directory, secret files.
-struct World {
-    tmp: tempfile::TempDir,
-    pass: PathBuf,
-    store_pass: PathBuf,
+/// `mxkeys ARGS` in `env`, run to completion.
+fn run(env: &Env, args: &[OsString]) -> Run {
+    Run::from_output(&env.process(args).output().unwrap())
 }
 
-impl World {
-    fn new(prefix: &str) -> World {
-        let tmp = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
-        for d in ["home/.local/share", "work"] {
-            std::fs::create_dir_all(tmp.path().join(d)).unwrap();
-        }
-        let secret = |name: &str, content: &str| {
-            let p = tmp.path().join(name);
-            std::fs::write(&p, content).unwrap();
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-            p
-        };
-        World {
-            pass: secret("pass.txt", &format!("{PASS}\n")),
-            store_pass: secret("store-pass.txt", &format!("{STORE_PASS}\n")),
-            tmp,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.tmp.path().join(name)
-    }
-
-    fn secret(&self, name: &str, content: &str) -> PathBuf {
-        let p = self.path(name);
-        std::fs::write(&p, content).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-        p
-    }
-
-    /// `mxkeys` with a clean environment, in the work directory (spawned directly, so that
-    /// its PID is the one killed).
-    fn cmd(&self, args: &[OsString]) -> Command {
-        let home = self.path("home");
-        let mut c = Command::new(common::BIN);
-        c.env_clear()
-            .env(
-                "PATH",
-                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
-            )
-            .env("HOME", &home)
-            .env("XDG_DATA_HOME", home.join(".local/share"))
-            .env("MXKEYS_RETRY_BASE_MS", "5")
-            .current_dir(self.path("work"))
-            .stdin(Stdio::null())
-            .args(args);
-        c
-    }
-
-    /// `--store DIR --store-passphrase-file F` and `args`.
-    fn store_args(&self, store: &Path, args: &[&str]) -> Vec<OsString> {
-        let mut v: Vec<OsString> = vec![
-            "--store".into(),
-            store.into(),
-            "--store-passphrase-file".into(),
-            self.store_pass.clone().into(),
-        ];
-        v.extend(args.iter().map(OsString::from));
-        v
-    }
-
-    /// Run to completion; (exit code, stdout, stderr).
-    fn run(&self, args: &[OsString]) -> (i32, String, String) {
-        let out = self
-            .cmd(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn run_ok(&self, args: &[OsString]) -> String {
-        let (code, stdout, stderr) = self.run(args);
-        assert_eq!(code, 0, "{args:?} failed: {stderr}");
-        stdout
-    }
-
-    fn init_store(&self, store: &Path) {
-        self.run_ok(&self.store_args(store, &["init", "--store-kdf-rounds", "1000"]));
-    }
-
-    fn import(&self, store: &Path, file: &Path) -> (i32, String, String) {
-        let mut a = self.store_args(store, &["--json", "import"]);
-        a.push(file.into());
-        a.push("--passphrase-file".into());
-        a.push(self.pass.clone().into());
-        self.run(&a)
-    }
+/// `mxkeys ARGS`, which must succeed; its stdout.
+fn run_ok(env: &Env, args: &[OsString]) -> String {
+    let r = run(env, args);
+    assert_eq!(r.code, 0, "{args:?} failed: {}", r.stderr);
+    r.stdout
 }
 
-/// What happened to a run that was to be killed.
-#[derive(Debug, Clone, Copy)]
-enum Fate {
-    /// Killed while running, after this long.
-    Killed(Duration),
-    /// It had already exited with this code, after this long.
-    Finished(i32, Duration),
+/// `--store DIR --store-passphrase-file F` and `args`.
+fn store_args(env: &Env, store: &Path, args: &[&str]) -> Vec<OsString> {
+    let mut v = env.store_args_for(store);
+    v.extend(args.iter().map(OsString::from));
+    v
 }
 
-/// Start `cmd`, wait `delay`, then SIGKILL it (unless it already ended).
-fn kill_after(mut cmd: Command, delay: Duration) -> Fate {
-    let start = Instant::now();
-    let mut child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = start + delay;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Fate::Finished(status.code().unwrap_or(-1), start.elapsed());
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            break;
-        }
-        std::thread::sleep((deadline - now).min(Duration::from_millis(2)));
-    }
-    child.kill().unwrap();
-    let status = child.wait().unwrap();
-    // The run may have ended on its own between the last look and the kill.
-    match std::os::unix::process::ExitStatusExt::signal(&status) {
-        Some(9) => Fate::Killed(start.elapsed()),
-        _ => Fate::Finished(status.code().unwrap_or(-1), start.elapsed()),
-    }
+fn init_store(env: &Env, store: &Path) {
+    run_ok(
+        env,
+        &store_args(env, store, &["init", "--store-kdf-rounds", "1000"]),
+    );
 }
 
-/// The kill delays: `n` delays spread evenly over `[0, 1.1 * T]`, where `T` is the duration of
-/// an uncrashed run. The machine's load makes run times vary, so `T` is measured first and
-/// then lowered whenever a trial's run ends before its kill (those runs must have succeeded).
-struct Spread {
-    total: Duration,
-    n: usize,
+/// `--json import FILE` into `store` with the fixtures' passphrase.
+fn import_args(env: &Env, store: &Path, file: &Path) -> Vec<OsString> {
+    let mut a = store_args(env, store, &["--json", "import"]);
+    a.extend([file.into(), "--passphrase-file".into()]);
+    a.push(env.pass_file().into());
+    a
 }
 
-impl Spread {
-    fn new(total: Duration, n: usize) -> Spread {
-        Spread { total, n }
-    }
-
-    fn delay(&self, i: usize) -> Duration {
-        self.total.mul_f64(1.1 * (i as f64 + 0.5) / self.n as f64)
-    }
-
-    fn learn(&mut self, fate: Fate) {
-        if let Fate::Finished(_, took) = fate {
-            self.total = self.total.min(took);
-        }
-    }
-}
-
-/// How long an uncrashed run takes, started exactly as the killed ones are (the command must
-/// succeed).
-fn time_run(mut cmd: Command) -> Duration {
-    let start = Instant::now();
-    let status = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "the uncrashed run failed: {status}");
-    start.elapsed()
+fn import(env: &Env, store: &Path, file: &Path) -> Run {
+    run(env, &import_args(env, store, file))
 }
 
 /// Tally of the trials' fates; a run that ended before its kill must have succeeded.
@@ -237,17 +99,18 @@ fn time_run(mut cmd: Command) -> Duration {
 struct Tally {
     killed: usize,
     finished: usize,
-    latest_kill: Duration,
+    /// The furthest progress a killed run had made (CPU ticks).
+    latest_kill: u64,
 }
 
 impl Tally {
     fn add(&mut self, fate: Fate, problems: &mut Vec<String>, trial: usize) {
         match fate {
-            Fate::Killed(at) => {
+            Fate::Killed(at, _) => {
                 self.killed += 1;
                 self.latest_kill = self.latest_kill.max(at);
             }
-            Fate::Finished(code, _) => {
+            Fate::Finished(code, _, _) => {
                 self.finished += 1;
                 if code != 0 {
                     problems.push(format!(
@@ -257,15 +120,35 @@ impl Tally {
             }
         }
     }
+
+    /// Enough runs were killed while they worked: the kill points are taken from the runs' own
+    /// progress, so at any machine speed about two thirds are.
+    fn assert_killed(&self, at_least: usize) {
+        assert!(
+            self.killed >= at_least,
+            "only {} runs were killed mid-run ({} finished first)",
+            self.killed,
+            self.finished
+        );
+    }
+}
+
+/// The progress (CPU ticks) of an uncrashed run of `cmd`, which must succeed: the smaller of
+/// two runs, as the kill trials run with warm caches. Each call makes a fresh command.
+fn control_progress(mut cmd: impl FnMut() -> Command) -> u64 {
+    (0..2)
+        .map(|_| match kill_at(cmd(), u64::MAX) {
+            Fate::Finished(0, p, _) => p,
+            f => panic!("the uncrashed run failed: {f:?}"),
+        })
+        .min()
+        .unwrap()
+        .max(1)
 }
 
 /// (room, session) -> first index of every session in the store, read with SQLite directly.
 fn logical(store: &Path) -> BTreeMap<(String, String), u32> {
-    let conn = rusqlite::Connection::open_with_flags(
-        store.join("keys.sqlite3"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
+    let conn = common::store::open(store);
     let mut st = conn
         .prepare("SELECT room_id, session_id, first_index FROM sessions")
         .unwrap();
@@ -281,13 +164,16 @@ fn logical(store: &Path) -> BTreeMap<(String, String), u32> {
 }
 
 /// The store opens after a crash: `list --json` exits 0 and counts what SQLite holds.
-fn store_opens(w: &World, store: &Path) -> u64 {
-    let out = w.run_ok(&[
-        "--store".into(),
-        store.into(),
-        "--json".into(),
-        "list".into(),
-    ]);
+fn store_opens(w: &Env, store: &Path) -> u64 {
+    let out = run_ok(
+        w,
+        &[
+            "--store".into(),
+            store.into(),
+            "--json".into(),
+            "list".into(),
+        ],
+    );
     serde_json::from_str::<Value>(&out).unwrap()["sessions"]
         .as_u64()
         .unwrap()
@@ -349,6 +235,120 @@ fn generate(n: usize, rooms: usize, worse: u32) -> Vec<(ExportedSession, Exporte
 }
 
 // ---------------------------------------------------------------------------------------------
+// Commands that take the store from one state to another in one transaction (import, download)
+
+/// (room, session) -> first index.
+type Logical = BTreeMap<(String, String), u32>;
+
+/// A one-transaction command on copies of a baseline store.
+struct Transition<'a> {
+    env: &'a Env,
+    /// The store before every run (copied for each).
+    baseline: &'a Path,
+    /// `mxkeys ... --json COMMAND` on a store directory.
+    args: &'a dyn Fn(&Path) -> Vec<OsString>,
+}
+
+/// What the kill trials of a [`Transition`] saw.
+struct Trials {
+    tally: Tally,
+    /// The progress of an uncrashed run (CPU ticks).
+    control: u64,
+    saw_before: usize,
+    saw_after: usize,
+}
+
+impl Transition<'_> {
+    /// The control: the command on a copy of the baseline, never killed; its JSON report and
+    /// the state after it.
+    fn control(&self) -> (Value, Logical) {
+        let reference = self.env.path("reference");
+        copy_dir(self.baseline, &reference);
+        let j = serde_json::from_str(&run_ok(self.env, &(self.args)(&reference))).unwrap();
+        (j, logical(&reference))
+    }
+
+    /// `trials` runs of the command, each SIGKILLed at a point of its own progress, the points
+    /// spread over an uncrashed run's (see `kill_points`: some land before the commit, some
+    /// after, some past the end, at any machine speed). After every kill the store opens, holds
+    /// every session it held, never worse, and is exactly `before` or exactly `after`; running
+    /// the command again reaches `after`. Both states must have been seen.
+    fn before_or_after_trials(&self, before: &Logical, after: &Logical, trials: usize) -> Trials {
+        let store = self.env.path("trial");
+        let control = control_progress(|| {
+            copy_dir(self.baseline, &store);
+            self.env.process(&(self.args)(&store))
+        });
+        let mut tally = Tally::default();
+        let (mut saw_before, mut saw_after) = (0, 0);
+        let mut problems = Vec::new();
+        for (i, at) in kill_points(control, trials).into_iter().enumerate() {
+            copy_dir(self.baseline, &store);
+            let fate = kill_at(self.env.process(&(self.args)(&store)), at);
+            tally.add(fate, &mut problems, i);
+            let n = store_opens(self.env, &store);
+            let now = logical(&store);
+            assert_eq!(n as usize, now.len());
+            if let Err(e) = holds_everything(before, &now) {
+                problems.push(format!("trial {i} ({fate:?}): {e}"));
+            }
+            if now == *before {
+                saw_before += 1;
+            } else if now == *after {
+                saw_after += 1;
+            } else {
+                problems.push(format!(
+                    "trial {i} ({fate:?}): {} sessions, neither the state before ({}) nor after ({})",
+                    now.len(),
+                    before.len(),
+                    after.len()
+                ));
+            }
+            // Run again: it completes, with the full result.
+            let r = run(self.env, &(self.args)(&store));
+            if r.code != 0 {
+                problems.push(format!(
+                    "trial {i}: the rerun exited {}: {}",
+                    r.code, r.stderr
+                ));
+            } else if logical(&store) != *after {
+                problems.push(format!(
+                    "trial {i}: the rerun did not reach the full result"
+                ));
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+        tally.assert_killed(trials / 2);
+        assert!(
+            saw_before > 0 && saw_after > 0,
+            "kills did not cover the commit: state before {saw_before}, after {saw_after}"
+        );
+        Trials {
+            tally,
+            control,
+            saw_before,
+            saw_after,
+        }
+    }
+}
+
+impl std::fmt::Display for Trials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} trials ({} killed mid-run, the latest at {} of the {} CPU ticks of an uncrashed run; {} finished first); state before {}, after {}",
+            self.tally.killed + self.tally.finished,
+            self.tally.killed,
+            self.tally.latest_kill,
+            self.control,
+            self.tally.finished,
+            self.saw_before,
+            self.saw_after
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Import
 
 #[test]
@@ -356,7 +356,7 @@ fn kill_during_import_then_rerun() {
     let trials = import_trials();
     let n_sessions = import_sessions();
     let pre_held = n_sessions / 10;
-    let w = World::new("mxkeys-crash-import-");
+    let w = Env::new();
     let t = Instant::now();
     let generated = generate(n_sessions, n_sessions / 10, 5);
     let big = w.path("big.txt");
@@ -379,108 +379,39 @@ fn kill_during_import_then_rerun() {
 
     // The store before: element-three, and pre_held of the file's sessions at index 5.
     let baseline = w.path("baseline");
-    w.init_store(&baseline);
+    init_store(&w, &baseline);
     assert_eq!(
-        w.import(&baseline, &fixture("export/element-three.txt")).0,
+        import(&w, &baseline, &fixture("export/element-three.txt")).code,
         0
     );
-    assert_eq!(w.import(&baseline, &pre).0, 0);
+    assert_eq!(import(&w, &baseline, &pre).code, 0);
     let before = logical(&baseline);
     assert_eq!(before.len(), pre_held + 3);
 
-    // Uncrashed runs: the duration (the faster of two, the first warms the caches) and the
-    // state after.
-    let reference = w.path("reference");
-    let trial_args = |store: &Path| {
-        let mut a = w.store_args(store, &["import"]);
-        a.extend([big.clone().into(), "--passphrase-file".into()]);
-        a.push(w.pass.clone().into());
-        a
+    let args = |store: &Path| import_args(&w, store, &big);
+    let t = Transition {
+        env: &w,
+        baseline: &baseline,
+        args: &args,
     };
-    let mut full = Duration::MAX;
-    for _ in 0..2 {
-        copy_dir(&baseline, &reference);
-        full = full.min(time_run(w.cmd(&trial_args(&reference))));
-    }
-    copy_dir(&baseline, &reference);
-    let (code, out, err) = w.import(&reference, &big);
-    assert_eq!(code, 0, "{err}");
-    let j: Value = serde_json::from_str(&out).unwrap();
+    let (j, after) = t.control();
     assert_eq!(j["imported"], n_sessions - pre_held, "{j}");
     assert_eq!(j["improved"], pre_held, "{j}");
-    let after = logical(&reference);
     assert_eq!(after.len(), n_sessions + 3);
-    eprintln!("uncrashed import: {:.2} s", full.as_secs_f64());
 
-    let mut tally = Tally::default();
-    let (mut saw_before, mut saw_after) = (0, 0);
-    let mut problems = Vec::new();
-    let mut spread = Spread::new(full, trials);
-    for i in 0..trials {
-        let delay = spread.delay(i);
-        let store = w.path("trial");
-        copy_dir(&baseline, &store);
-        let fate = kill_after(w.cmd(&trial_args(&store)), delay);
-        tally.add(fate, &mut problems, i);
-        spread.learn(fate);
-        let n = store_opens(&w, &store);
-        let now = logical(&store);
-        assert_eq!(n as usize, now.len());
-        if let Err(e) = holds_everything(&before, &now) {
-            problems.push(format!("trial {i} ({fate:?}): {e}"));
-        }
-        if now == before {
-            saw_before += 1;
-        } else if now == after {
-            saw_after += 1;
-        } else {
-            problems.push(format!(
-                "trial {i} ({fate:?}): {} sessions, neither the state before ({}) nor after ({})",
-                now.len(),
-                before.len(),
-                after.len()
-            ));
-        }
-        // Run again: it completes, with the full result.
-        let (code, _, err) = w.import(&store, &big);
-        if code != 0 {
-            problems.push(format!("trial {i}: the rerun exited {code}: {err}"));
-        } else if logical(&store) != after {
-            problems.push(format!(
-                "trial {i}: the rerun did not reach the full result"
-            ));
-        }
-    }
+    let seen = t.before_or_after_trials(&before, &after, trials);
     // The sealed rows of a crashed-then-rerun store all open: export it and decrypt the file
     // independently.
     let store = w.path("trial");
-    let out = w.path("work/all.txt");
-    let mut a = w.store_args(&store, &["export", "--rounds", "1000", "-o"]);
+    let out = w.path("all.txt");
+    let mut a = store_args(&w, &store, &["export", "--rounds", "1000", "-o"]);
     a.extend([out.clone().into(), "--passphrase-file".into()]);
-    a.push(w.pass.clone().into());
-    w.run_ok(&a);
+    a.push(w.pass_file().into());
+    run_ok(&w, &a);
     let pt = element::decrypt_file(&out, PASS.as_bytes()).plaintext;
     let all: Vec<Value> = serde_json::from_slice(&pt).unwrap();
     assert_eq!(all.len(), n_sessions + 3);
-
-    println!(
-        "crash safety, import of {n_sessions} sessions: {trials} trials ({} killed mid-run, the latest after {:.2} s; {} finished first); state before {saw_before}, after {saw_after}; uncrashed run {:.2} s (fastest seen {:.2} s)",
-        tally.killed,
-        tally.latest_kill.as_secs_f64(),
-        tally.finished,
-        full.as_secs_f64(),
-        spread.total.as_secs_f64()
-    );
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
-    assert!(
-        tally.killed >= trials / 2,
-        "only {} runs were killed mid-run",
-        tally.killed
-    );
-    assert!(
-        saw_before > 0 && saw_after > 0,
-        "kills did not cover the commit"
-    );
+    println!("crash safety, import of {n_sessions} sessions: {seen}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -489,106 +420,79 @@ fn kill_during_import_then_rerun() {
 #[test]
 fn killed_export_and_decrypt_never_leave_a_partial_output() {
     const TRIALS: usize = 12;
-    let w = World::new("mxkeys-crash-files-");
+    let w = Env::new();
     const N: usize = 2_000;
     let generated = generate(N, 200, 0);
     let sessions: Vec<ExportedSession> = generated.into_iter().map(|g| g.0).collect();
     let src = w.path("src.txt");
     write_export(&src, &sessions);
     let store = w.path("store");
-    w.init_store(&store);
-    assert_eq!(w.import(&store, &src).0, 0);
+    init_store(&w, &store);
+    assert_eq!(import(&w, &store, &src).code, 0);
 
     let export_args = |out: &Path| {
-        let mut a = w.store_args(&store, &["export", "--rounds", "1000", "-o"]);
+        let mut a = store_args(&w, &store, &["export", "--rounds", "1000", "-o"]);
         a.extend([out.into(), "--passphrase-file".into()]);
-        a.push(w.pass.clone().into());
+        a.push(w.pass_file().into());
         a
     };
     let decrypt_args = |out: &Path| {
         let mut a: Vec<OsString> = vec!["decrypt".into(), src.clone().into(), "-o".into()];
         a.extend([out.into(), "--passphrase-file".into()]);
-        a.push(w.pass.clone().into());
+        a.push(w.pass_file().into());
         a
     };
-    // Uncrashed: durations and the complete outputs.
-    let timed = |args: &[OsString], f: &Path| {
-        let mut best = Duration::MAX;
-        for _ in 0..2 {
-            let _ = std::fs::remove_file(f);
-            best = best.min(time_run(w.cmd(args)));
-        }
-        best
-    };
-    let full_export = w.path("work/full-export.txt");
-    let export_time = timed(&export_args(&full_export), &full_export);
-    let full_plain = w.path("work/full-plain.json");
-    let decrypt_time = timed(&decrypt_args(&full_plain), &full_plain);
-    let plain = std::fs::read(&full_plain).unwrap();
-    assert_eq!(
-        serde_json::from_slice::<Vec<Value>>(&plain).unwrap().len(),
-        N
-    );
-
     let mut tally = Tally::default();
     let mut problems = Vec::new();
-    let mut complete = 0;
-    let mut leftover_tmp = 0;
+    let (mut complete, mut leftover_tmp) = (0, 0);
     let dir = w.path("out");
-    for (kind, total) in [("export", export_time), ("decrypt", decrypt_time)] {
-        let mut spread = Spread::new(total, TRIALS);
-        for i in 0..TRIALS {
-            let delay = spread.delay(i);
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir(&dir).unwrap();
-            let f = dir.join("F");
-            let args = if kind == "export" {
-                export_args(&f)
+    let fresh_dir = || {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        dir.join("F")
+    };
+    for kind in ["export", "decrypt"] {
+        let args = |f: &Path| {
+            if kind == "export" {
+                export_args(f)
             } else {
-                decrypt_args(&f)
-            };
-            let fate = kill_after(w.cmd(&args), delay);
+                decrypt_args(f)
+            }
+        };
+        // The control, never killed: its output is complete, and its progress sets the kill
+        // points. Its plaintext is what a complete decrypt output holds.
+        let control = control_progress(|| w.process(&args(&fresh_dir())));
+        let f = dir.join("F");
+        let reference = check_output(kind, &format!("{kind} control"), &f, N, None);
+        for (i, at) in kill_points(control, TRIALS).into_iter().enumerate() {
+            let f = fresh_dir();
+            let fate = kill_at(w.process(&args(&f)), at);
             tally.add(fate, &mut problems, i);
-            spread.learn(fate);
-            leftover_tmp += std::fs::read_dir(&dir)
-                .unwrap()
-                .filter(|e| {
-                    e.as_ref()
-                        .unwrap()
-                        .file_name()
-                        .to_string_lossy()
-                        .starts_with(".mxkeys-")
-                })
+            leftover_tmp += common::dir_names(&dir)
+                .iter()
+                .filter(|n| n.starts_with(".mxkeys-"))
                 .count();
             if !f.exists() {
                 continue;
             }
             complete += 1;
-            if kind == "export" {
-                let o = element::decrypt_file(&f, PASS.as_bytes());
-                let v: Vec<Value> = serde_json::from_slice(&o.plaintext).unwrap();
-                assert_eq!(v.len(), N, "{kind} trial {i}: incomplete output");
-            } else {
-                assert_eq!(
-                    std::fs::read(&f).unwrap(),
-                    plain,
-                    "{kind} trial {i}: incomplete output"
-                );
-            }
+            check_output(
+                kind,
+                &format!("{kind} trial {i} ({fate:?})"),
+                &f,
+                N,
+                Some(&reference),
+            );
         }
     }
     println!(
-        "crash safety, output files: {} trials ({} killed mid-run); every output absent or complete ({complete} complete); {leftover_tmp} temporary files left by the kills (never the output)",
+        "crash safety, output files: {} trials ({} killed mid-run, {} finished first); every output absent or complete ({complete} complete, and the two controls); {leftover_tmp} temporary files left by the kills (never the output)",
         2 * TRIALS,
-        tally.killed
+        tally.killed,
+        tally.finished
     );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
-    assert!(
-        tally.killed >= TRIALS,
-        "only {} runs were killed mid-run",
-        tally.killed
-    );
-    assert!(complete > 0, "no run finished, so no output was checked");
+    tally.assert_killed(TRIALS);
     // On Linux the output is written to an unnamed file (O_TMPFILE) until the commit, so a kill
     // leaves nothing: no partial file of decrypted keys under any name.
     if cfg!(target_os = "linux") {
@@ -599,20 +503,31 @@ fn killed_export_and_decrypt_never_leave_a_partial_output() {
     }
 }
 
+/// An output file is complete: an export decrypts (independently) to `n` sessions, a decrypt
+/// output is `n` sessions of JSON, the same bytes as `reference` when given. Returns its
+/// plaintext.
+fn check_output(kind: &str, what: &str, f: &Path, n: usize, reference: Option<&[u8]>) -> Vec<u8> {
+    let pt = if kind == "export" {
+        element::decrypt_file(f, PASS.as_bytes()).plaintext
+    } else {
+        std::fs::read(f).unwrap()
+    };
+    let v: Vec<Value> = serde_json::from_slice(&pt)
+        .unwrap_or_else(|e| panic!("{what}: the output is not complete JSON: {e}"));
+    assert_eq!(v.len(), n, "{what}: incomplete output");
+    if let Some(r) = reference
+        && kind == "decrypt"
+    {
+        assert_eq!(pt, r, "{what}: the output differs from the control's");
+    }
+    pt
+}
+
 // ---------------------------------------------------------------------------------------------
 // Backup download and upload, against the real Synapse
 
-macro_rules! require_hs {
-    () => {
-        match support::synapse::homeserver() {
-            Some(hs) => hs,
-            None => return,
-        }
-    };
-}
-
 /// `PUT` many `KeyBackupData` at once, at most 400 rooms per request.
-fn put_many(api: &support::synapse::Api, version: &str, items: &[(String, String, Value)]) {
+fn put_many(api: &common::synapse::Api, version: &str, items: &[(String, String, Value)]) {
     let mut rooms = serde_json::Map::new();
     let flush = |rooms: &mut serde_json::Map<String, Value>| {
         if rooms.is_empty() {
@@ -660,17 +575,14 @@ fn kill_during_backup_download_into_the_store() {
     put_many(&api, &version, &items);
     assert_eq!(api.count(&version), N as u64);
 
-    let w = World::new("mxkeys-crash-download-");
-    let tok = w.secret("token.txt", &format!("{}\n", user.token));
-    let rk = w.secret(
-        "rk.txt",
-        &format!("{}\n", &*mxkeys::recovery_key::encode(key.expose_secret())),
-    );
+    let w = Env::new();
+    let tok = w.token_file("token.txt", &user.token);
+    let rk = w.token_file("rk.txt", &mxkeys::recovery_key::encode(key.expose_secret()));
     // The store before: element-three, and PRE of the backup's sessions at a worse index.
     let baseline = w.path("baseline");
-    w.init_store(&baseline);
+    init_store(&w, &baseline);
     assert_eq!(
-        w.import(&baseline, &fixture("export/element-three.txt")).0,
+        import(&w, &baseline, &fixture("export/element-three.txt")).code,
         0
     );
     let pre = w.path("pre.txt");
@@ -681,12 +593,13 @@ fn kill_during_backup_download_into_the_store() {
             .map(|g| g.exported(4, &[]))
             .collect::<Vec<_>>(),
     );
-    assert_eq!(w.import(&baseline, &pre).0, 0);
+    assert_eq!(import(&w, &baseline, &pre).code, 0);
     let before = logical(&baseline);
     assert_eq!(before.len(), PRE + 3);
 
     let args = |store: &Path| {
-        let mut a = w.store_args(
+        let mut a = store_args(
+            &w,
             store,
             &["--json", "backup", "download", "--homeserver", &hs.base],
         );
@@ -694,70 +607,20 @@ fn kill_during_backup_download_into_the_store() {
         a.extend(["--recovery-key-file".into(), rk.clone().into()]);
         a
     };
-    let reference = w.path("reference");
-    let mut full = Duration::MAX;
-    for _ in 0..2 {
-        copy_dir(&baseline, &reference);
-        full = full.min(time_run(w.cmd(&args(&reference))));
-    }
-    copy_dir(&baseline, &reference);
-    let j: Value = serde_json::from_str(&w.run_ok(&args(&reference))).unwrap();
+    let t = Transition {
+        env: &w,
+        baseline: &baseline,
+        args: &args,
+    };
+    let (j, after) = t.control();
     assert_eq!(j["imported"], N - PRE, "{j}");
     assert_eq!(j["improved"], PRE, "{j}");
-    let after = logical(&reference);
     assert_eq!(after.len(), N + 3);
 
-    let mut tally = Tally::default();
-    let (mut saw_before, mut saw_after) = (0, 0);
-    let mut problems = Vec::new();
-    let mut spread = Spread::new(full, TRIALS);
-    for i in 0..TRIALS {
-        let delay = spread.delay(i);
-        let store = w.path("trial");
-        copy_dir(&baseline, &store);
-        let fate = kill_after(w.cmd(&args(&store)), delay);
-        tally.add(fate, &mut problems, i);
-        spread.learn(fate);
-        let n = store_opens(&w, &store);
-        let now = logical(&store);
-        assert_eq!(n as usize, now.len());
-        if let Err(e) = holds_everything(&before, &now) {
-            problems.push(format!("trial {i} ({fate:?}): {e}"));
-        }
-        if now == before {
-            saw_before += 1;
-        } else if now == after {
-            saw_after += 1;
-        } else {
-            problems.push(format!(
-                "trial {i} ({fate:?}): {} sessions, neither before nor after",
-                now.len()
-            ));
-        }
-        let (code, _, err) = w.run(&args(&store));
-        if code != 0 {
-            problems.push(format!("trial {i}: the rerun exited {code}: {err}"));
-        } else if logical(&store) != after {
-            problems.push(format!(
-                "trial {i}: the rerun did not reach the full result"
-            ));
-        }
-    }
+    let seen = t.before_or_after_trials(&before, &after, TRIALS);
     // The backup itself was only read.
     assert_eq!(api.count(&version), N as u64);
-    println!(
-        "crash safety, backup download of {N} keys: {TRIALS} trials ({} killed mid-run, {} finished first); state before {saw_before}, after {saw_after}; uncrashed run {:.2} s (fastest seen {:.2} s)",
-        tally.killed,
-        tally.finished,
-        full.as_secs_f64(),
-        spread.total.as_secs_f64()
-    );
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
-    assert!(
-        tally.killed >= TRIALS / 2,
-        "only {} runs were killed mid-run",
-        tally.killed
-    );
+    println!("crash safety, backup download of {N} keys: {seen}");
 }
 
 #[test]
@@ -772,12 +635,9 @@ fn kill_during_backup_upload_then_rerun() {
     let key = mxkeys::backup::BackupDecryptionKey::random().unwrap();
     let public = key.public_key();
 
-    let w = World::new("mxkeys-crash-upload-");
-    let tok = w.secret("token.txt", &format!("{}\n", user.token));
-    let rk = w.secret(
-        "rk.txt",
-        &format!("{}\n", &*mxkeys::recovery_key::encode(key.expose_secret())),
-    );
+    let w = Env::new();
+    let tok = w.token_file("token.txt", &user.token);
+    let rk = w.token_file("rk.txt", &mxkeys::recovery_key::encode(key.expose_secret()));
     // The store: N sessions (one room each, so that the upload takes two requests) at index 3.
     let mut gens: Vec<GenSession> = (0..N)
         .map(|i| GenSession::new(&format!("!up{i}:localhost")))
@@ -791,8 +651,8 @@ fn kill_during_backup_upload_then_rerun() {
             .collect::<Vec<_>>(),
     );
     let store = w.path("store");
-    w.init_store(&store);
-    assert_eq!(w.import(&store, &file).0, 0);
+    init_store(&w, &store);
+    assert_eq!(import(&w, &store, &file).code, 0);
     let before = logical(&store);
     let ids: Vec<(String, String)> = gens
         .iter()
@@ -818,7 +678,8 @@ fn kill_during_backup_upload_then_rerun() {
             (v.clone(), api.key_map(&v))
         };
     let args = || {
-        let mut a = w.store_args(
+        let mut a = store_args(
+            &w,
             &store,
             &["--json", "backup", "upload", "--homeserver", &hs.base],
         );
@@ -852,27 +713,29 @@ fn kill_during_backup_upload_then_rerun() {
         };
 
     let (v0, seeded0) = fresh_version(&mut gens);
-    let j: Value = serde_json::from_str(&w.run_ok(&args())).unwrap();
+    let j: Value = serde_json::from_str(&run_ok(&w, &args())).unwrap();
     assert_eq!(j["sent"], N - PRESEED, "{j}");
     assert!(j["requests"].as_u64().unwrap() >= 2, "{j}");
     check_server(&v0, &seeded0).unwrap();
-    let mut full = Duration::MAX;
+    // Two more uncrashed runs, each into a fresh version: the progress they make sets the
+    // kill points.
+    let mut control = u64::MAX;
     for _ in 0..2 {
         let (v0, seeded0) = fresh_version(&mut gens);
-        full = full.min(time_run(w.cmd(&args())));
+        match kill_at(w.process(&args()), u64::MAX) {
+            Fate::Finished(0, p, _) => control = control.min(p.max(1)),
+            f => panic!("the uncrashed upload failed: {f:?}"),
+        }
         check_server(&v0, &seeded0).unwrap();
     }
 
     let mut tally = Tally::default();
     let mut partial_seen = 0;
     let mut problems = Vec::new();
-    let mut spread = Spread::new(full, TRIALS);
-    for i in 0..TRIALS {
-        let delay = spread.delay(i);
+    for (i, at) in kill_points(control, TRIALS).into_iter().enumerate() {
         let (v, seeded) = fresh_version(&mut gens);
-        let fate = kill_after(w.cmd(&args()), delay);
+        let fate = kill_at(w.process(&args()), at);
         tally.add(fate, &mut problems, i);
-        spread.learn(fate);
         let held = api.count(&v) as usize;
         // Diagnostic only (printed): how many kills landed mid-upload.
         if held > PRESEED && held < N {
@@ -886,12 +749,15 @@ fn kill_during_backup_upload_then_rerun() {
                 "trial {i} ({fate:?}): the store's sessions changed"
             ));
         }
-        let (code, out, err) = w.run(&args());
-        if code != 0 {
-            problems.push(format!("trial {i}: the rerun exited {code}: {err}"));
+        let r = run(&w, &args());
+        if r.code != 0 {
+            problems.push(format!(
+                "trial {i}: the rerun exited {}: {}",
+                r.code, r.stderr
+            ));
             continue;
         }
-        let j: Value = serde_json::from_str(&out).unwrap();
+        let j: Value = serde_json::from_str(&r.stdout).unwrap();
         if j["skipped"].as_u64().unwrap() < PRESEED as u64 {
             problems.push(format!(
                 "trial {i}: the rerun did not skip the better keys: {j}"
@@ -902,16 +768,9 @@ fn kill_during_backup_upload_then_rerun() {
         }
     }
     println!(
-        "crash safety, backup upload of {N} keys: {TRIALS} trials ({} killed mid-run, {} finished first, {partial_seen} left a partial upload); uncrashed run {:.2} s (fastest seen {:.2} s)",
-        tally.killed,
-        tally.finished,
-        full.as_secs_f64(),
-        spread.total.as_secs_f64()
+        "crash safety, backup upload of {N} keys: {TRIALS} trials ({} killed mid-run, {} finished first, {partial_seen} left a partial upload, the latest kill at {} of the {control} CPU ticks of an uncrashed run)",
+        tally.killed, tally.finished, tally.latest_kill
     );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
-    assert!(
-        tally.killed >= TRIALS / 2,
-        "only {} runs were killed mid-run",
-        tally.killed
-    );
+    tally.assert_killed(TRIALS / 2);
 }

@@ -21,14 +21,14 @@
 mod common;
 
 use std::ffi::OsString;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
-use common::{PASS, STORE_PASS, element, fixture, megolm};
+use common::backup_cipher::b64d;
+use common::run::{Limits, resource_problems};
+use common::{Env, PASS, Run, element, fixture, megolm};
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------------------------
@@ -61,10 +61,15 @@ const H_RK: &str = "a recovery key is 48 characters";
 const H_SAVED: &str = "--from-response";
 const H_BACKUP_KEY: &str = "the key does not belong to this backup";
 
-/// Address-space limit for every run (the binary needs well under 128 MiB).
-const AS_LIMIT: u64 = 512 * 1024 * 1024;
-/// No case may take longer than this (wall clock, debug build, busy machine).
-const CASE_TIME: Duration = Duration::from_secs(5);
+/// The limits of every run: an address space of 512 MiB (the binary needs well under 128 MiB),
+/// and CPU time, which a busy machine does not inflate: a case does bounded work (a refused
+/// round count is never run, a 10 MB input is read once), and one that ran away would pass
+/// this by far. The wall clock is only a guard against a hang.
+const LIMITS: Limits = Limits {
+    cpu: Duration::from_secs(20),
+    address_space: Some(512 * 1024 * 1024),
+    wall: common::TIMEOUT,
+};
 /// No case may grow larger than this (maximum RSS).
 const CASE_RSS_KB: u64 = 128 * 1024;
 
@@ -1604,57 +1609,22 @@ fn corpus(fx: &BackupFx) -> Vec<Case> {
 // ---------------------------------------------------------------------------------------------
 // The runner
 
+/// The corpus's environment: the pre-loaded store, the passphrase and recovery-key files.
 struct Ctx {
-    tmp: tempfile::TempDir,
-    store: PathBuf,
+    env: Env,
     pass: PathBuf,
-    store_pass: PathBuf,
     rk: PathBuf,
 }
 
 impl Ctx {
     fn new(fx: &BackupFx) -> Ctx {
-        let tmp = tempfile::Builder::new()
-            .prefix("mxkeys-corpus-")
-            .tempdir()
-            .unwrap();
-        for d in ["home", "home/.local/share", "in", "secrets"] {
-            std::fs::create_dir_all(tmp.path().join(d)).unwrap();
-        }
-        let secret = |name: &str, content: &str| {
-            let p = tmp.path().join("secrets").join(name);
-            std::fs::write(&p, content).unwrap();
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-            p
-        };
+        let env = Env::new();
+        std::fs::create_dir(env.path("in")).unwrap();
         Ctx {
-            store: tmp.path().join("store"),
-            pass: secret("pass.txt", &format!("{PASS}\n")),
-            store_pass: secret("store-pass.txt", &format!("{STORE_PASS}\n")),
-            rk: secret("rk.txt", &format!("{}\n", fx.recovery_key_text())),
-            tmp,
+            pass: env.pass_file(),
+            rk: env.write_secret("rk.txt", format!("{}\n", fx.recovery_key_text())),
+            env,
         }
-    }
-
-    fn env(&self) -> Vec<(&'static str, OsString)> {
-        let home = self.tmp.path().join("home");
-        vec![
-            (
-                "PATH",
-                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
-            ),
-            ("XDG_DATA_HOME", home.join(".local/share").into_os_string()),
-            ("HOME", home.into_os_string()),
-        ]
-    }
-
-    fn store_args(&self) -> Vec<OsString> {
-        vec![
-            "--store".into(),
-            self.store.clone().into(),
-            "--store-passphrase-file".into(),
-            self.store_pass.clone().into(),
-        ]
     }
 
     /// Arguments for `cmd` on `input`, writing into `out`.
@@ -1662,7 +1632,7 @@ impl Ctx {
         let mut a: Vec<OsString> = Vec::new();
         match cmd {
             Cmd::Import => {
-                a.extend(self.store_args());
+                a.extend(self.env.store_args());
                 a.extend(["import".into(), input.into(), "--passphrase-file".into()]);
                 a.push(self.pass.clone().into());
             }
@@ -1703,84 +1673,15 @@ impl Ctx {
     }
 }
 
-/// The outcome of one bounded run.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    elapsed: Duration,
-    max_rss_kb: u64,
-}
-
-/// Run mxkeys with `args` in `cwd`: no terminal (setsid), killed after `limit` (timeout),
-/// address space capped (prlimit), maximum RSS measured (/usr/bin/time).
-fn bounded(
-    env: &[(&'static str, OsString)],
-    cwd: &Path,
-    args: &[OsString],
-    limit: Duration,
-) -> Run {
-    let rss_file = cwd.with_extension("rss");
-    let start = Instant::now();
-    let out = Command::new("setsid")
-        .arg("-w")
-        .arg("timeout")
-        .args(["-s", "KILL"])
-        .arg(format!("{}", limit.as_secs() + 5))
-        .args(["/usr/bin/time", "-f", "%M", "-o"])
-        .arg(&rss_file)
-        .arg("prlimit")
-        .arg(format!("--as={AS_LIMIT}"))
-        .arg("--")
-        .arg(common::BIN)
-        .args(args)
-        .env_clear()
-        .envs(env.iter().cloned())
-        .current_dir(cwd)
-        .output()
-        .unwrap();
-    let elapsed = start.elapsed();
-    let rss = std::fs::read_to_string(&rss_file).unwrap_or_default();
-    let _ = std::fs::remove_file(&rss_file);
-    let max_rss_kb = rss
-        .lines()
-        .filter_map(|l| l.trim().parse::<u64>().ok())
-        .next_back()
-        .unwrap_or(0);
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        elapsed,
-        max_rss_kb,
-    }
-}
-
-/// Every row of the store, byte for byte (sessions, secrets, meta).
-fn store_rows(store: &Path) -> Vec<String> {
-    let conn = rusqlite::Connection::open_with_flags(
-        store.join("keys.sqlite3"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let mut rows = Vec::new();
-    for sql in [
-        "SELECT s.key_hash || '|' || s.room_id || '|' || s.session_id || '|' || s.first_index || '|' || s.sender_key || '|' || hex(d.data) || '|' || s.updated_at FROM sessions s JOIN session_data d ON d.id = s.id ORDER BY s.id",
-        "SELECT name || '|' || hex(data) || '|' || updated_at FROM secrets ORDER BY name",
-        "SELECT key || '|' || hex(value) FROM meta ORDER BY key",
-    ] {
-        let mut st = conn.prepare(sql).unwrap();
-        let r = st.query_map([], |r| r.get::<_, String>(0)).unwrap();
-        rows.extend(r.map(|x| x.unwrap()));
-    }
-    rows
+/// One bounded run in `cwd`.
+fn bounded(ctx: &Ctx, cwd: &Path, args: &[OsString]) -> Run {
+    common::run::bounded(&ctx.env, cwd, args, &LIMITS)
 }
 
 fn list_json(ctx: &Ctx) -> Value {
-    let mut a = vec![OsString::from("--store"), ctx.store.clone().into()];
+    let mut a = vec![OsString::from("--store"), ctx.env.store().clone().into()];
     a.extend(["--json".into(), "list".into()]);
-    let r = bounded(&ctx.env(), ctx.tmp.path(), &a, CASE_TIME);
+    let r = bounded(ctx, &ctx.env.work(), &a);
     assert_eq!(r.code, 0, "list: {}", r.stderr);
     let mut v: Value = serde_json::from_str(&r.stdout).unwrap();
     // The store's path is the same every time; nothing else may change.
@@ -1790,34 +1691,8 @@ fn list_json(ctx: &Ctx) -> Value {
 
 /// Check one run against its case; returns the problems found.
 fn check(c: &Case, r: &Run, out_dir: &Path) -> Vec<String> {
-    let mut p = Vec::new();
-    if r.code == 101 || r.stderr.contains("panicked") || r.stderr.contains("RUST_BACKTRACE") {
-        p.push(format!("PANIC (exit {})", r.code));
-    }
-    if r.code == 137 || r.code == 124 || r.code < 0 {
-        p.push(format!("killed or timed out (exit {})", r.code));
-    }
-    if r.elapsed > CASE_TIME {
-        p.push(format!("took {:?} (limit {CASE_TIME:?})", r.elapsed));
-    }
-    if r.max_rss_kb == 0 {
-        p.push("peak RSS not measured (/usr/bin/time wrote nothing)".to_string());
-    } else if r.max_rss_kb > CASE_RSS_KB {
-        p.push(format!(
-            "max RSS {} KiB (limit {CASE_RSS_KB})",
-            r.max_rss_kb
-        ));
-    }
-    let err_lines: Vec<&str> = r
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("mxkeys: error:"))
-        .collect();
-    let hint_lines: Vec<&str> = r
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("hint:"))
-        .collect();
+    let mut p = resource_problems(r, &LIMITS, CASE_RSS_KB);
+    let (err_lines, hint_lines) = r.error_and_hint_lines();
     match &c.expect {
         Expect::Error {
             code,
@@ -1896,9 +1771,6 @@ fn check(c: &Case, r: &Run, out_dir: &Path) -> Vec<String> {
             }
         }
     }
-    if r.stderr.contains('\u{1b}') || r.stdout.contains('\u{1b}') {
-        p.push("a raw escape character reached the output".into());
-    }
     p
 }
 
@@ -1907,16 +1779,16 @@ fn hostile_input_corpus() {
     let fx = BackupFx::new();
     let ctx = Ctx::new(&fx);
     // The store: sealed, cheap KDF, holding element-three's sessions.
-    let mut a = ctx.store_args();
+    let mut a = ctx.env.store_args();
     a.extend(["init".into(), "--store-kdf-rounds".into(), "1000".into()]);
-    let r = bounded(&ctx.env(), ctx.tmp.path(), &a, CASE_TIME);
+    let r = bounded(&ctx, &ctx.env.work(), &a);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let mut a = ctx.store_args();
+    let mut a = ctx.env.store_args();
     a.extend(["import".into(), fixture("export/element-three.txt").into()]);
     a.extend(["--passphrase-file".into(), ctx.pass.clone().into()]);
-    let r = bounded(&ctx.env(), ctx.tmp.path(), &a, CASE_TIME);
+    let r = bounded(&ctx, &ctx.env.work(), &a);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let rows_before = store_rows(&ctx.store);
+    let rows_before = common::store::rows(&ctx.env.store());
     let list_before = list_json(&ctx);
     assert_eq!(list_before["sessions"], 3);
     let allowed_store_names = [
@@ -1927,48 +1799,38 @@ fn hostile_input_corpus() {
     ];
 
     // Control: the unmodified base file imports (every session already held).
-    let base = ctx.tmp.path().join("in/base.txt");
+    let base = ctx.env.path("in/base.txt");
     std::fs::write(&base, armor(&body_of(&three_plaintext()))).unwrap();
-    let out = ctx.tmp.path().join("out-control");
+    let out = ctx.env.path("out-control");
     std::fs::create_dir(&out).unwrap();
-    let r = bounded(
-        &ctx.env(),
-        &out,
-        &ctx.args(Cmd::Import, &base, &out, &[]),
-        CASE_TIME,
-    );
+    let r = bounded(&ctx, &out, &ctx.args(Cmd::Import, &base, &out, &[]));
     assert_eq!(r.code, 0, "control import failed: {}", r.stderr);
-    assert_eq!(store_rows(&ctx.store), rows_before);
+    assert_eq!(common::store::rows(&ctx.env.store()), rows_before);
 
     let cases = corpus(&fx);
     let mut failures = Vec::new();
     let mut inputs = std::collections::HashSet::new();
     let mut big_report = Vec::new();
-    let (mut slowest, mut largest) = (Duration::ZERO, 0u64);
+    let (mut slowest, mut most_cpu, mut largest) = (Duration::ZERO, Duration::ZERO, 0u64);
     let mut per_cmd: std::collections::BTreeMap<String, usize> = Default::default();
     for (i, c) in cases.iter().enumerate() {
-        let input = ctx.tmp.path().join(format!("in/{i:03}.in"));
+        let input = ctx.env.path(&format!("in/{i:03}.in"));
         let data = (c.build)();
         inputs.insert(<sha2::Sha256 as sha2::Digest>::digest(&data).to_vec());
         std::fs::write(&input, &data).unwrap();
         drop(data);
-        let out = ctx.tmp.path().join(format!("out-{i:03}"));
+        let out = ctx.env.path(&format!("out-{i:03}"));
         std::fs::create_dir(&out).unwrap();
-        let r = bounded(
-            &ctx.env(),
-            &out,
-            &ctx.args(c.cmd, &input, &out, &c.extra),
-            CASE_TIME,
-        );
+        let r = bounded(&ctx, &out, &ctx.args(c.cmd, &input, &out, &c.extra));
         let mut problems = check(c, &r, &out);
         if c.cmd == Cmd::Import {
-            if store_rows(&ctx.store) != rows_before {
+            if common::store::rows(&ctx.env.store()) != rows_before {
                 problems.push("the store changed".into());
             }
             if list_json(&ctx) != list_before {
                 problems.push("`list --json` changed".into());
             }
-            let extra: Vec<String> = common::dir_names(&ctx.store)
+            let extra: Vec<String> = common::dir_names(&ctx.env.store())
                 .into_iter()
                 .filter(|n| !allowed_store_names.contains(&n.as_str()))
                 .collect();
@@ -1987,23 +1849,26 @@ fn hostile_input_corpus() {
         }
         if c.big {
             big_report.push(format!(
-                "{}: {:.2} s, max RSS {} KiB",
+                "{}: {:.2} s wall, {:.2} s CPU, max RSS {} KiB",
                 c.name,
                 r.elapsed.as_secs_f64(),
-                r.max_rss_kb
+                r.usage.cpu.as_secs_f64(),
+                r.usage.max_rss_kb
             ));
         }
         slowest = slowest.max(r.elapsed);
-        largest = largest.max(r.max_rss_kb);
+        most_cpu = most_cpu.max(r.usage.cpu);
+        largest = largest.max(r.usage.max_rss_kb);
         *per_cmd.entry(format!("{:?}", c.cmd)).or_default() += 1;
         let _ = std::fs::remove_file(&input);
         let _ = std::fs::remove_dir_all(&out);
     }
     println!(
-        "hostile corpus: {} cases ({} distinct inputs), by command {per_cmd:?}; slowest {:.2} s, largest max RSS {} KiB",
+        "hostile corpus: {} cases ({} distinct inputs), by command {per_cmd:?}; slowest {:.2} s wall, {:.2} s CPU at the most, largest max RSS {} KiB",
         cases.len(),
         inputs.len(),
         slowest.as_secs_f64(),
+        most_cpu.as_secs_f64(),
         largest
     );
     for b in &big_report {
@@ -2017,7 +1882,7 @@ fn hostile_input_corpus() {
         cases.len(),
         failures.join("\n")
     );
-    assert_eq!(store_rows(&ctx.store), rows_before);
+    assert_eq!(common::store::rows(&ctx.env.store()), rows_before);
     assert_eq!(list_json(&ctx), list_before);
 }
 
@@ -2028,19 +1893,9 @@ fn b64(b: &[u8]) -> String {
     STANDARD.encode(b)
 }
 
-fn unb64(s: &str) -> Vec<u8> {
-    base64::engine::GeneralPurpose::new(
-        &base64::alphabet::STANDARD,
-        base64::engine::GeneralPurposeConfig::new()
-            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
-    )
-    .decode(s)
-    .unwrap()
-}
-
 /// Flip the low bit of byte `at` of a base64 field.
 fn flip(s: &str, at: usize) -> String {
-    let mut b = unb64(s);
+    let mut b = b64d(s);
     let n = b.len();
     b[at % n] ^= 0x01;
     b64(&b)
@@ -2070,7 +1925,7 @@ fn secret_storage_items_and_backup_data_with_bad_macs() {
         ),
         (
             "MAC truncated to 16 bytes",
-            Box::new(|e| e.mac = b64(&unb64(&e.mac)[..16])),
+            Box::new(|e| e.mac = b64(&b64d(&e.mac)[..16])),
             "mac is 16 bytes long",
         ),
         (
@@ -2107,7 +1962,7 @@ fn secret_storage_items_and_backup_data_with_bad_macs() {
         ),
         (
             "ciphertext truncated",
-            Box::new(|e| e.ciphertext = b64(&unb64(&e.ciphertext)[..4])),
+            Box::new(|e| e.ciphertext = b64(&b64d(&e.ciphertext)[..4])),
             "wrong secret storage key",
         ),
         (
@@ -2193,7 +2048,7 @@ fn secret_storage_items_and_backup_data_with_bad_macs() {
         Err(mxkeys::backup::BackupError::WrongKey)
     ));
     let mut sd = d.session_data.clone();
-    sd.mac = b64(&unb64(&sd.mac)[..4]);
+    sd.mac = b64(&b64d(&sd.mac)[..4]);
     assert!(matches!(
         bk.decrypt(&sd),
         Err(mxkeys::backup::BackupError::Malformed(_))

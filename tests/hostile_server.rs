@@ -9,31 +9,42 @@
 //! for that version (and most cases must send none at all).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "support/mod.rs"]
-mod support;
+mod common;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mxkeys::backup::{BackupDecryptionKey, KeyBackupData};
 use serde_json::{Value, json};
 
-use support::cli::{Env, fixture};
-use support::crypto::GenSession;
-use support::fault_proxy::{Action, FaultProxy};
-use support::synapse::{Api, User, enc};
+use common::fault_proxy::{Action, FaultProxy};
+use common::megolm::GenSession;
+use common::run::{Limits, bounded, resource_problems};
+use common::synapse::{Api, User, enc};
+use common::{Env, Run, fixture};
 
 const WHOAMI: &str = "/_matrix/client/v3/account/whoami";
 const VERSION: &str = "/_matrix/client/v3/room_keys/version";
 const KEYS: &str = "/_matrix/client/v3/room_keys/keys";
 const KEYS_QUERY: &str = "/_matrix/client/v3/keys/query";
 
-/// No case may run longer than this (two attempts of one second, plus start-up).
-const CASE_TIME: Duration = Duration::from_secs(10);
+/// How long a stalling proxy says nothing. A case gives up after two attempts of one second
+/// (`--timeout 1 --attempts 2`); one that waited for the server would take this long.
+const STALL: Duration = Duration::from_secs(120);
+/// No case may take half the stall, wall clock: it did not wait for the stalled server. Far
+/// above what a slow or busy machine needs (a few seconds).
+const CASE_WALL: Duration = Duration::from_secs(60);
+/// The limits of every case: CPU time (what the work costs, whatever the machine's load), and
+/// a wall-clock guard past the stall, so that a case that waits for the server is seen waiting
+/// (and then fails on `CASE_WALL`), not killed.
+const LIMITS: Limits = Limits {
+    cpu: Duration::from_secs(20),
+    address_space: None,
+    wall: Duration::from_secs(180),
+};
 /// Nor grow past this (bodies are capped at 1 MiB, key entries at 256 KiB).
 const CASE_RSS_KB: u64 = 96 * 1024;
 
@@ -157,9 +168,9 @@ struct World {
 }
 
 fn recovery_key_file(env: &Env, name: &str, k: &BackupDecryptionKey) -> PathBuf {
-    env.secret(
+    env.write_secret(
         name,
-        &format!("{}\n", &*mxkeys::recovery_key::encode(k.expose_secret())),
+        format!("{}\n", &*mxkeys::recovery_key::encode(k.expose_secret())),
     )
 }
 
@@ -178,7 +189,7 @@ fn put_sessions(api: &Api, version: &str, key: &BackupDecryptionKey, tag: &str, 
 }
 
 impl World {
-    fn new(hs: &support::synapse::Hs) -> World {
+    fn new(hs: &common::synapse::Hs) -> World {
         let user = hs.register("hostile");
         let api = hs.api(&user);
         let k1 = BackupDecryptionKey::random().unwrap();
@@ -190,23 +201,15 @@ impl World {
         let v1_body = api
             .raw("GET", &api.url(&format!("room_keys/version/{v1}")), None)
             .1;
-        let env = Env::new(&hs.base);
+        let env = Env::for_homeserver(&hs.base);
         let tok = env.token_file("token.txt", &user.token);
         let rk1 = recovery_key_file(&env, "rk1.txt", &k1);
         let rk2 = recovery_key_file(&env, "rk2.txt", &k2);
-        let phrase = env.secret("phrase.txt", "a security phrase\n");
+        let phrase = env.write_secret("phrase.txt", "a security phrase\n");
         // The store: element-three (not in the backup), and v2's keys downloaded honestly,
         // which keeps v2's key in the store.
         env.init_store();
-        let pass = env.pass_file();
-        env.smx_p(
-            &["import"],
-            &[
-                ("", &fixture("export/element-three.txt")),
-                ("--passphrase-file", &pass),
-            ],
-        )
-        .ok();
+        env.import_ok(&[&fixture("export/element-three.txt")]);
         let hsb = hs.base.clone();
         env.smx_p(
             &["backup", "download", "--homeserver", &hsb],
@@ -333,74 +336,9 @@ type ServerState = (
     BTreeMap<(String, String), Value>,
 );
 
-/// Every row of the store.
-fn store_rows(store: &Path) -> Vec<String> {
-    let conn = rusqlite::Connection::open_with_flags(
-        store.join("keys.sqlite3"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let mut rows = Vec::new();
-    for sql in [
-        "SELECT s.room_id || '|' || s.session_id || '|' || s.first_index || '|' || hex(d.data) FROM sessions s JOIN session_data d ON d.id = s.id ORDER BY s.id",
-        "SELECT name || '|' || hex(data) FROM secrets ORDER BY name",
-    ] {
-        let mut st = conn.prepare(sql).unwrap();
-        rows.extend(
-            st.query_map([], |r| r.get::<_, String>(0))
-                .unwrap()
-                .map(|x| x.unwrap()),
-        );
-    }
-    rows
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    elapsed: Duration,
-    max_rss_kb: u64,
-}
-
+/// One case's command, bounded.
 fn run(env: &Env, args: &[OsString], cwd: &Path) -> Run {
-    let rss = cwd.with_extension("rss");
-    let start = Instant::now();
-    let out = Command::new("setsid")
-        .arg("-w")
-        .args([
-            "timeout",
-            "-s",
-            "KILL",
-            "60",
-            "/usr/bin/time",
-            "-f",
-            "%M",
-            "-o",
-        ])
-        .arg(&rss)
-        .arg(assert_cmd::cargo::cargo_bin("mxkeys"))
-        .args(args)
-        .env_clear()
-        .envs(env.base_env())
-        .current_dir(cwd)
-        .output()
-        .unwrap();
-    let elapsed = start.elapsed();
-    let max_rss_kb = std::fs::read_to_string(&rss)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse::<u64>().ok())
-        .next_back()
-        .unwrap_or(0);
-    let _ = std::fs::remove_file(&rss);
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        elapsed,
-        max_rss_kb,
-    }
+    bounded(env, cwd, args, &LIMITS)
 }
 
 /// The version a `PUT /room_keys/keys?version=V` went to.
@@ -710,49 +648,49 @@ fn cases(w: &World) -> Vec<Case> {
             "GET",
             WHOAMI.to_string(),
             Info,
-            Action::Stall(Duration::from_secs(30)),
+            Action::Stall(STALL),
         ),
         (
             "the backup version",
             "GET",
             VERSION.to_string(),
             UploadStore,
-            Action::Stall(Duration::from_secs(30)),
+            Action::Stall(STALL),
         ),
         (
             "the backup's keys",
             "GET",
             KEYS.to_string(),
             DownloadStore,
-            Action::Stall(Duration::from_secs(30)),
+            Action::Stall(STALL),
         ),
         (
             "the keys upload",
             "PUT",
             KEYS.to_string(),
             UploadStore,
-            Action::Stall(Duration::from_secs(30)),
+            Action::Stall(STALL),
         ),
         (
             "account data",
             "GET",
             ad.clone(),
             Check,
-            Action::Stall(Duration::from_secs(30)),
+            Action::Stall(STALL),
         ),
         (
             "the middle of the backup's keys",
             "GET",
             KEYS.to_string(),
             DownloadStore,
-            Action::StallMidBody(Duration::from_secs(30)),
+            Action::StallMidBody(STALL),
         ),
         (
             "the middle of the backup version",
             "GET",
             VERSION.to_string(),
             Info,
-            Action::StallMidBody(Duration::from_secs(30)),
+            Action::StallMidBody(STALL),
         ),
     ] {
         let mut c = case(
@@ -770,11 +708,11 @@ fn cases(w: &World) -> Vec<Case> {
 
 #[test]
 fn hostile_server_cases() {
-    let Some(hs) = support::synapse::homeserver() else {
+    let Some(hs) = common::synapse::homeserver() else {
         return;
     };
     let w = World::new(&hs);
-    let rows_before = store_rows(&w.env.store());
+    let rows_before = common::store::rows(&w.env.store());
     let server_before = w.server_state();
     assert_eq!(server_before.0, w.v2);
     assert_eq!(server_before.2.len(), 8);
@@ -791,7 +729,7 @@ fn hostile_server_cases() {
     let all = cases(&w);
     let mut failures = Vec::new();
     let mut puts_checked = 0;
-    let mut slowest = Duration::ZERO;
+    let (mut slowest, mut most_cpu) = (Duration::ZERO, Duration::ZERO);
     let mut largest = 0u64;
     // MXKEYS_HOSTILE_ONLY=substring runs only the matching cases, at -vv (to investigate one).
     let only = std::env::var("MXKEYS_HOSTILE_ONLY").ok();
@@ -818,37 +756,28 @@ fn hostile_server_cases() {
                 c.name, c.cmd, r.elapsed, r.stderr
             );
         }
-        let mut p = Vec::new();
-        if r.code == 101 || r.stderr.contains("panicked") || r.stderr.contains("RUST_BACKTRACE") {
-            p.push("PANIC".to_string());
-        }
+        let mut p = resource_problems(&r, &LIMITS, CASE_RSS_KB);
         if r.code != c.code {
             p.push(format!("exit {} (expected {})", r.code, c.code));
         }
-        let errs: Vec<&str> = r
-            .stderr
-            .lines()
-            .filter(|l| l.starts_with("mxkeys: error:"))
-            .collect();
-        let hints = r.stderr.lines().filter(|l| l.starts_with("hint:")).count();
-        if errs.len() != 1 || hints != 1 {
-            p.push(format!("{} error lines, {hints} hint lines", errs.len()));
+        let (errs, hints) = r.error_and_hint_lines();
+        if errs.len() != 1 || hints.len() != 1 {
+            p.push(format!(
+                "{} error lines, {} hint lines",
+                errs.len(),
+                hints.len()
+            ));
         } else if !errs[0].contains(c.message) {
             p.push(format!("error line lacks {:?}", c.message));
         }
         if !r.stdout.is_empty() {
             p.push(format!("stdout: {}", r.stdout));
         }
-        if r.elapsed > CASE_TIME {
-            p.push(format!("took {:?}", r.elapsed));
-        }
-        if r.max_rss_kb == 0 {
-            p.push("peak RSS not measured (/usr/bin/time wrote nothing)".into());
-        } else if r.max_rss_kb > CASE_RSS_KB {
-            p.push(format!("max RSS {} KiB", r.max_rss_kb));
-        }
-        if r.stderr.contains('\u{1b}') {
-            p.push("a raw escape character reached stderr".into());
+        if r.elapsed >= CASE_WALL {
+            p.push(format!(
+                "took {:?}: it waited for the server instead of giving up",
+                r.elapsed
+            ));
         }
         // No key encrypted to anything but the user's own key; most cases send nothing.
         let puts: Vec<_> = proxy
@@ -878,7 +807,7 @@ fn hostile_server_cases() {
         if !left.is_empty() {
             p.push(format!("{} files left in the output directory", left.len()));
         }
-        if store_rows(&w.env.store()) != rows_before {
+        if common::store::rows(&w.env.store()) != rows_before {
             p.push("the store changed".into());
         }
         if w.server_state() != server_before {
@@ -894,12 +823,14 @@ fn hostile_server_cases() {
             ));
         }
         slowest = slowest.max(r.elapsed);
-        largest = largest.max(r.max_rss_kb);
+        most_cpu = most_cpu.max(r.usage.cpu);
+        largest = largest.max(r.usage.max_rss_kb);
     }
     println!(
-        "hostile server: {} cases; slowest {:.2} s; largest max RSS {largest} KiB; {puts_checked} uploaded keys checked against the user's key",
+        "hostile server: {} cases; slowest {:.2} s wall, {:.2} s CPU at the most; largest max RSS {largest} KiB; {puts_checked} uploaded keys checked against the user's key",
         all.len(),
-        slowest.as_secs_f64()
+        slowest.as_secs_f64(),
+        most_cpu.as_secs_f64()
     );
     assert!(ran > 0, "MXKEYS_HOSTILE_ONLY={only:?} matches no case");
     assert!(

@@ -14,8 +14,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-#[path = "support/mod.rs"]
-mod support;
 
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
@@ -347,6 +345,7 @@ fn no_secret_in_any_output_at_any_verbosity_offline() {
         (false, vec!["backup".into(), "download".into(), "--from-response".into(), saved_file.clone(), "--recovery-key-file".into(), typo_file.clone(), "-o".into(), "never.txt".into(), "--passphrase-file".into(), pf.clone()]),
     ];
     let mut codes = std::collections::BTreeSet::new();
+    let mut log = Vec::new();
     let mut n = 0;
     for (product, args) in &cases {
         for global in [
@@ -364,7 +363,9 @@ fn no_secret_in_any_output_at_any_verbosity_offline() {
             let out = env.cmd_no_tty().args(global).args(&args).output().unwrap();
             let what = format!("{global:?} {args:?}");
             assert!(!text(&out.stderr).contains("panicked"), "{what}");
-            codes.insert(out.status.code().unwrap());
+            let code = out.status.code().unwrap();
+            codes.insert(code);
+            log.push(run_line(code, &what, &text(&out.stderr)));
             if !product {
                 common::assert_no_secrets(
                     &text(&out.stdout),
@@ -376,20 +377,39 @@ fn no_secret_in_any_output_at_any_verbosity_offline() {
         }
     }
     // The battery covered success, wrong secrets and invalid input.
-    for c in [0, 12, 13] {
-        assert!(codes.contains(&c), "no case exited {c}: {codes:?}");
-    }
+    assert_codes_seen(&codes, &[0, 12, 13], &log);
     // The store keeps keys sealed: no secret in the clear in any of its files.
-    for (p, bytes) in support::cli::Env::all_bytes_under(&env.store()) {
+    for (p, bytes) in common::all_bytes_under(&env.store()) {
         for sec in &secrets {
             assert!(
-                !support::cli::contains_bytes(&bytes, sec.as_bytes()),
+                !common::contains_bytes(&bytes, sec.as_bytes()),
                 "{} holds a secret in the clear",
                 p.display()
             );
         }
     }
     println!("offline outputs: {n} runs, exit codes {codes:?}, no secret anywhere");
+}
+
+/// One line of the battery's log: exit code, the run, its error line if any.
+fn run_line(code: i32, what: &str, stderr: &str) -> String {
+    let err = stderr
+        .lines()
+        .find(|l| l.contains("error"))
+        .unwrap_or_default();
+    format!("exit {code}: {what}: {err}")
+}
+
+/// The battery covered every exit code in `want`; when it did not, every run is listed (with
+/// its code and error line), so that a rare failure says which case behaved otherwise.
+fn assert_codes_seen(codes: &std::collections::BTreeSet<i32>, want: &[i32], log: &[String]) {
+    for c in want {
+        assert!(
+            codes.contains(c),
+            "no case exited {c}: {codes:?}; the runs:\n{}",
+            log.join("\n")
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -592,9 +612,11 @@ fn wal_and_shm_modes(
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let mut child = c.spawn().unwrap();
+        // Until the files are seen or the import ends (a hang guard only: the import takes a
+        // fraction of a second when idle).
         let start = std::time::Instant::now();
         let mut seen = None;
-        while start.elapsed() < Duration::from_secs(20) {
+        while start.elapsed() < common::TIMEOUT {
             if let (Ok(a), Ok(b)) = (std::fs::metadata(&wal), std::fs::metadata(&shm)) {
                 seen = Some((
                     a.permissions().mode() & 0o777,
@@ -1004,15 +1026,14 @@ fn no_process_exit_while_secrets_are_alive() {
 
 #[test]
 fn no_secret_in_any_output_at_any_verbosity_online() {
-    use support::cli::Env as HsEnv;
-    use support::fault_proxy::FaultProxy;
-    let Some(hs) = support::synapse::homeserver() else {
+    use common::fault_proxy::FaultProxy;
+    let Some(hs) = common::synapse::homeserver() else {
         return;
     };
     let user = hs.register("hygiene");
     // Through a pass-through proxy, to learn every token the server hands mxkeys.
     let proxy = FaultProxy::start(&hs.base);
-    let env = HsEnv::new(&proxy.url());
+    let env = Env::for_homeserver(&proxy.url());
     env.init_store();
     let login = env.login(&user).ok();
     let three = fixture("export/element-three.txt");
@@ -1028,12 +1049,12 @@ fn no_secret_in_any_output_at_any_verbosity_online() {
         .ok();
     let wrong_text = std::fs::read_to_string(&wrong_rk).unwrap();
     let tok = env.token_file("token.txt", &user.token);
-    let bad_pw = env.secret("bad-password.txt", "not-the-password-7c1\n");
+    let bad_pw = env.write_secret("bad-password.txt", "not-the-password-7c1\n");
 
     let mut secrets = common::fixture_session_keys();
     for s in [
         PASS.to_string(),
-        support::cli::STORE_PASS.to_string(),
+        common::STORE_PASS.to_string(),
         user.password.clone(),
         user.token.clone(),
         "not-the-password-7c1".into(),
@@ -1063,6 +1084,7 @@ fn no_secret_in_any_output_at_any_verbosity_online() {
         (true, vec!["login".into(), "--user".into(), user.user_id.clone(), "--homeserver".into(), purl.clone(), "--password-file".into(), bad_pw.clone()]),
     ];
     let mut codes = std::collections::BTreeSet::new();
+    let mut log = Vec::new();
     let mut n = 0;
     let mut outputs = vec![create.all_output(), login.all_output()];
     for (with_store, args) in &cases {
@@ -1082,26 +1104,12 @@ fn no_secret_in_any_output_at_any_verbosity_online() {
             let r = env.run(&mut c);
             assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
             codes.insert(r.code);
+            log.push(run_line(r.code, &r.what, &r.stderr));
             outputs.push(r.all_output());
         }
     }
     // A last login (a new token) and the logout that revokes it.
-    let pw = env.secret("password.txt", &format!("{}\n", user.password));
-    outputs.push(
-        env.smx_p(
-            &[
-                "-vvv",
-                "login",
-                "--user",
-                &user.user_id,
-                "--homeserver",
-                &purl,
-            ],
-            &[("--password-file", &pw)],
-        )
-        .ok()
-        .all_output(),
-    );
+    outputs.push(env.login_with(&user, &["-vvv"], &[]).ok().all_output());
     // Deleting a version (one made for the purpose).
     let doomed = hs.api(&user).create_version(
         &mxkeys::backup::BackupDecryptionKey::random()
@@ -1114,6 +1122,7 @@ fn no_secret_in_any_output_at_any_verbosity_online() {
             .args(["backup", "delete", "--version", &doomed, "--yes"]);
         let r = env.run(&mut c);
         codes.insert(r.code);
+        log.push(run_line(r.code, &r.what, &r.stderr));
         outputs.push(r.all_output());
     }
     outputs.push(env.smx(&["-vvv", "--json", "logout"]).ok().all_output());
@@ -1133,20 +1142,18 @@ fn no_secret_in_any_output_at_any_verbosity_online() {
     for (i, o) in outputs.iter().enumerate() {
         common::assert_no_secrets(o, &secrets, &format!("output {i}"));
     }
-    for (p, bytes) in HsEnv::all_bytes_under(&env.home())
+    for (p, bytes) in common::all_bytes_under(&env.home())
         .into_iter()
-        .chain(HsEnv::all_bytes_under(&env.store()))
+        .chain(common::all_bytes_under(&env.store()))
     {
         for sec in &secrets {
             assert!(
-                !support::cli::contains_bytes(&bytes, sec.as_bytes()),
+                !common::contains_bytes(&bytes, sec.as_bytes()),
                 "{} holds a secret in the clear",
                 p.display()
             );
         }
     }
-    for c in [0, 12, 14, 16] {
-        assert!(codes.contains(&c), "no case exited {c}: {codes:?}");
-    }
+    assert_codes_seen(&codes, &[0, 12, 14, 16], &log);
     println!("online outputs: {n} runs, exit codes {codes:?}, no secret anywhere");
 }

@@ -1,6 +1,17 @@
-//! Shared helpers for the CLI integration tests: an isolated environment per test, secret
-//! files, fixture paths, and an independent implementation of Element's key-export format
-//! (written here from the RustCrypto crates directly, not through mxkeys) to prove interop.
+//! The one tree of helpers every integration test shares (`mod common;` in each test file).
+//!
+//! - this file: the binary, the fixtures, one isolated environment per test ([`Env`]: a
+//!   temporary HOME, a work directory, a store path, secret files) and small checks;
+//! - [`cli`]: commands built on an [`Env`], the outcome of a run ([`Run`]) and the checks of
+//!   an error's output;
+//! - [`run`]: the bounded runner (no terminal, address-space and CPU limits, peak RSS and CPU
+//!   time measured) and the runner that kills a command at a point of its own progress;
+//! - [`element`]: an independent implementation of Element's key-export format;
+//! - [`megolm`]: Megolm sessions made in the test with vodozemac;
+//! - [`backup_cipher`]: an independent implementation of the backup cipher;
+//! - [`store`]: a key store's rows, read with SQLite directly;
+//! - [`synapse`]: the test homeserver, its users and raw client-server API calls;
+//! - [`fault_proxy`]: a fault-injecting HTTP proxy in front of it.
 #![allow(
     dead_code,
     clippy::unwrap_used,
@@ -9,14 +20,24 @@
     unreachable_pub
 )]
 
+pub mod backup_cipher;
+pub mod cli;
+pub mod element;
+pub mod fault_proxy;
+pub mod megolm;
+pub mod run;
+pub mod store;
+pub mod synapse;
+
+#[allow(unused_imports)]
+pub use cli::{Run, assert_error, assert_json_error, one_json};
+
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::Duration;
 
-use assert_cmd::Command;
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -32,23 +53,45 @@ pub const PASS: &str = "correct horse battery staple";
 pub const STORE_PASS: &str = "store-Secret-9c1e-for-tests";
 /// The warning printed for low round counts.
 pub const LOW_ROUNDS_WARNING: &str = "below the 100000";
-/// No command in these tests may run longer than this (a regression must fail, not hang).
-pub const TIMEOUT: Duration = Duration::from_secs(120);
+/// No command in these tests may run longer than this, wall clock (a regression must fail,
+/// not hang). Generous, so that a slow or busy machine never reaches it.
+pub const TIMEOUT: Duration = Duration::from_secs(240);
 
 /// A fixture file's path.
 pub fn fixture(rel: &str) -> PathBuf {
     Path::new(FIXTURES).join(rel)
 }
 
+/// A fixture parsed as JSON.
+pub fn fixture_json(rel: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(fixture(rel)).unwrap()).unwrap()
+}
+
 /// The manifest of the export fixtures.
 pub fn manifest() -> Value {
-    serde_json::from_slice(&std::fs::read(fixture("export/manifest.json")).unwrap()).unwrap()
+    fixture_json("export/manifest.json")
+}
+
+/// The passphrase the manifest gives for an export fixture.
+pub fn manifest_passphrase(name: &str) -> String {
+    manifest()["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in the manifest"))["passphrase"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 /// One isolated environment: a temporary HOME (with XDG_DATA_HOME inside it), a work
-/// directory for inputs and outputs, and a store directory path.
+/// directory for inputs and outputs, and a store directory path; for the tests against the
+/// homeserver, also its URL.
 pub struct Env {
     pub tmp: TempDir,
+    /// The homeserver mxkeys is pointed at (empty offline).
+    pub hs: String,
 }
 
 impl Default for Env {
@@ -58,6 +101,7 @@ impl Default for Env {
 }
 
 impl Env {
+    /// An environment for offline commands.
     pub fn new() -> Env {
         let tmp = tempfile::Builder::new()
             .prefix("mxkeys-test-")
@@ -66,7 +110,19 @@ impl Env {
         for d in ["home", "home/.local/share", "work"] {
             std::fs::create_dir_all(tmp.path().join(d)).unwrap();
         }
-        Env { tmp }
+        Env {
+            tmp,
+            hs: String::new(),
+        }
+    }
+
+    /// An environment for commands against the homeserver `hs`: every command is started
+    /// without a controlling terminal (see [`Env::cmd`]), so that no prompt can hang a test.
+    pub fn for_homeserver(hs: &str) -> Env {
+        Env {
+            hs: hs.to_string(),
+            ..Env::new()
+        }
     }
 
     pub fn home(&self) -> PathBuf {
@@ -92,7 +148,8 @@ impl Env {
         self.tmp.path().join("store")
     }
 
-    /// The environment every command gets: nothing but PATH, HOME and XDG_DATA_HOME.
+    /// The environment every command gets: PATH, HOME, XDG_DATA_HOME, and
+    /// `MXKEYS_RETRY_BASE_MS=5` (millisecond backoff for the network commands).
     pub fn base_env(&self) -> Vec<(&'static str, OsString)> {
         vec![
             (
@@ -101,64 +158,39 @@ impl Env {
             ),
             ("HOME", self.home().into_os_string()),
             ("XDG_DATA_HOME", self.xdg_data_home().into_os_string()),
+            ("MXKEYS_RETRY_BASE_MS", "5".into()),
         ]
     }
 
-    /// `mxkeys` with a clean environment, run in the work directory.
-    pub fn cmd(&self) -> Command {
-        let mut c = Command::cargo_bin("mxkeys").unwrap();
-        c.env_clear()
-            .envs(self.base_env())
-            .current_dir(self.work())
-            .timeout(TIMEOUT);
-        c
+    /// `--store STORE --store-passphrase-file F` for another store directory.
+    pub fn store_args_for(&self, store: &Path) -> Vec<OsString> {
+        vec![
+            "--store".into(),
+            store.into(),
+            "--store-passphrase-file".into(),
+            self.store_pass_file().into(),
+        ]
     }
 
-    /// `mxkeys` started in a new session, so it has no controlling terminal even when the
-    /// test runner has one (`/dev/tty` cannot be opened).
-    pub fn cmd_no_tty(&self) -> Command {
-        let mut c = Command::new("setsid");
-        c.env_clear()
-            .envs(self.base_env())
-            .current_dir(self.work())
-            .timeout(TIMEOUT)
-            .arg("-w")
-            .arg(BIN);
-        c
-    }
-
-    /// `mxkeys` run by bash: `script` must end with `exec "$0" "$@"` (plus redirections);
-    /// arguments added to the returned command become `"$@"`.
-    pub fn bash(&self, script: &str) -> Command {
-        let mut c = Command::new("bash");
-        c.env_clear()
-            .envs(self.base_env())
-            .current_dir(self.work())
-            .timeout(TIMEOUT)
-            .arg("-c")
-            .arg(script)
-            .arg(BIN);
-        c
-    }
-
-    /// `mxkeys` run under `umask 000`.
-    pub fn cmd_umask0(&self) -> Command {
-        self.bash(r#"umask 000; exec "$0" "$@""#)
+    /// `--store STORE --store-passphrase-file F` for [`Env::store`].
+    pub fn store_args(&self) -> Vec<OsString> {
+        self.store_args_for(&self.store())
     }
 
     /// Write a file in the work directory with mode 0644.
     pub fn write(&self, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
-        let p = self.path(name);
-        std::fs::write(&p, bytes).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-        p
+        self.write_mode(name, bytes, 0o644)
     }
 
     /// Write a secret file with mode 0600.
     pub fn write_secret(&self, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+        self.write_mode(name, bytes, 0o600)
+    }
+
+    fn write_mode(&self, name: &str, bytes: impl AsRef<[u8]>, mode: u32) -> PathBuf {
         let p = self.path(name);
         std::fs::write(&p, bytes).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
         p
     }
 
@@ -172,121 +204,9 @@ impl Env {
         self.write_secret("store-pass.txt", format!("{STORE_PASS}\n"))
     }
 
-    /// `mxkeys --store STORE --store-passphrase-file FILE`.
-    pub fn scmd(&self) -> Command {
-        let sp = self.store_pass_file();
-        let mut c = self.cmd();
-        c.arg("--store")
-            .arg(self.store())
-            .arg("--store-passphrase-file")
-            .arg(sp);
-        c
-    }
-
-    /// Create a sealed store with cheap KDF settings.
-    pub fn init_store(&self) {
-        self.scmd()
-            .args(["init", "--store-kdf-rounds", "1000"])
-            .assert()
-            .success();
-    }
-
-    /// Import files with the fixtures' passphrase, `--json`; returns the output.
-    pub fn import(&self, files: &[&Path]) -> Output {
-        let pf = self.pass_file();
-        self.scmd()
-            .arg("--json")
-            .arg("import")
-            .args(files)
-            .arg("--passphrase-file")
-            .arg(pf)
-            .output()
-            .unwrap()
-    }
-
-    /// Import and expect success; returns the JSON report.
-    pub fn import_ok(&self, files: &[&Path]) -> Value {
-        let out = self.import(files);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "import failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    /// `list --json` (no store passphrase given).
-    pub fn list_json(&self) -> Value {
-        let out = self
-            .cmd()
-            .arg("--store")
-            .arg(self.store())
-            .args(["--json", "list"])
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    /// Export from the store (extra args such as `--room`), then decrypt the file with the
-    /// independent decryptor; returns the sessions.
-    pub fn export_sessions(&self, name: &str, extra: &[&str]) -> Vec<Value> {
-        let pf = self.pass_file();
-        let out = self.path(name);
-        self.scmd()
-            .arg("export")
-            .arg("-o")
-            .arg(&out)
-            .args(["--rounds", "1000", "--passphrase-file"])
-            .arg(pf)
-            .args(extra)
-            .assert()
-            .success();
-        let pt = element::decrypt_file(&out, PASS.as_bytes()).plaintext;
-        serde_json::from_slice::<Vec<Value>>(&pt).unwrap()
-    }
-
-    /// `mxkeys encrypt` of a JSON value with the fixtures' passphrase and 1000 rounds.
-    pub fn encrypt_json(&self, name: &str, json: &Value) -> PathBuf {
-        let input = self.write(&format!("{name}.json"), serde_json::to_vec(json).unwrap());
-        let pf = self.pass_file();
-        let out = self.path(name);
-        self.cmd()
-            .arg("encrypt")
-            .arg(&input)
-            .arg("-o")
-            .arg(&out)
-            .args(["--rounds", "1000", "--passphrase-file"])
-            .arg(pf)
-            .assert()
-            .success();
-        std::fs::remove_file(input).unwrap();
-        out
-    }
-
-    /// `mxkeys decrypt FILE` with a passphrase file; returns the plaintext.
-    pub fn decrypt(&self, file: &Path, pass_file: &Path) -> Vec<u8> {
-        let out = self
-            .cmd()
-            .arg("decrypt")
-            .arg(file)
-            .arg("--passphrase-file")
-            .arg(pass_file)
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "decrypt failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
+    /// An access token (or any one-line secret) in a 0600 file.
+    pub fn token_file(&self, name: &str, token: &str) -> PathBuf {
+        self.write_secret(name, format!("{token}\n"))
     }
 
     /// Names in the work directory, sorted.
@@ -313,78 +233,6 @@ pub fn mode(p: &Path) -> u32 {
 /// Lossy text of a byte buffer.
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-/// Assert a failed run: exit code, empty stdout, and `mxkeys: error:` with `message` plus a
-/// `hint:` line containing `hint` on stderr. Returns stderr.
-pub fn assert_error(out: &Output, code: i32, message: &str, hint: &str) -> String {
-    let stderr = text(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "exit code; stderr: {stderr}; stdout: {}",
-        text(&out.stdout)
-    );
-    assert!(
-        out.stdout.is_empty(),
-        "stdout not empty: {}",
-        text(&out.stdout)
-    );
-    let err_line = stderr
-        .lines()
-        .find(|l| l.starts_with("mxkeys: error: "))
-        .unwrap_or_else(|| panic!("no error line in stderr: {stderr}"));
-    assert!(
-        err_line.contains(message),
-        "error line {err_line:?} does not contain {message:?}"
-    );
-    let hint_line = stderr
-        .lines()
-        .find(|l| l.starts_with("hint: "))
-        .unwrap_or_else(|| panic!("no hint line in stderr: {stderr}"));
-    assert!(
-        hint_line.contains(hint),
-        "hint line {hint_line:?} does not contain {hint:?}"
-    );
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
-        "panic: {stderr}"
-    );
-    stderr
-}
-
-/// Assert a `--json` failure: nothing on stdout, and an `exit_error` JSON object on stderr
-/// (every stderr line is JSON). Returns the error object.
-pub fn assert_json_error(out: &Output, code: i32) -> Value {
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
-    assert!(out.stdout.is_empty(), "stdout: {}", text(&out.stdout));
-    let mut found = None;
-    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
-        let v: Value = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("stderr line is not JSON ({e}): {line}"));
-        if v["message_type"] == "exit_error" {
-            assert!(found.is_none(), "two exit_error objects: {stderr}");
-            found = Some(v);
-        }
-    }
-    let v = found.unwrap_or_else(|| panic!("no exit_error object on stderr: {stderr}"));
-    assert_eq!(v["code"], code, "{v}");
-    assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
-    assert!(v["hint"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
-    v
-}
-
-/// Parse stdout as exactly one JSON document.
-pub fn one_json(out: &Output) -> Value {
-    let s = text(&out.stdout);
-    let mut de = serde_json::Deserializer::from_str(&s).into_iter::<Value>();
-    let v = de
-        .next()
-        .unwrap_or_else(|| panic!("no JSON on stdout; stderr: {}", text(&out.stderr)))
-        .unwrap();
-    assert!(de.next().is_none(), "more than one JSON document: {s}");
-    v
 }
 
 /// The session keys found in the fixtures' plaintexts (secrets that must never be printed).
@@ -464,278 +312,27 @@ pub fn read_sessions(p: &Path) -> Vec<Value> {
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
 }
 
-/// Megolm sessions made in the test with vodozemac.
-pub mod megolm {
-    use serde_json::{Value, json};
-    use vodozemac::megolm::{GroupSession, InboundGroupSession, SessionConfig};
-
-    /// A sender key and claimed key (not checked against anything by mxkeys).
-    pub const SENDER_KEY: &str = "DeHIg4gwhClxzFYcmNntPNF9YtsdZbmMy8+3kzCMXHA";
-
-    /// A fresh outbound session.
-    pub fn new_group() -> GroupSession {
-        GroupSession::new(SessionConfig::version_1())
-    }
-
-    /// The export-format key of `group` at `index`.
-    pub fn key_at(group: &GroupSession, index: u32) -> String {
-        let mut inbound =
-            InboundGroupSession::new(&group.session_key(), SessionConfig::version_1());
-        inbound.export_at(index).unwrap().to_base64()
-    }
-
-    /// An export entry for `group` at `index` in `room`.
-    pub fn entry(group: &GroupSession, room: &str, index: u32) -> Value {
-        json!({
-            "algorithm": "m.megolm.v1.aes-sha2",
-            "room_id": room,
-            "sender_key": SENDER_KEY,
-            "session_id": group.session_id(),
-            "session_key": key_at(group, index),
-            "sender_claimed_keys": {"ed25519": "FoFzeER5D16p2zgy6vMD9jttW+1BWvgAKt840xmMP3Q"},
-            "forwarding_curve25519_key_chain": [],
-        })
-    }
-
-    /// The first known index encoded in an export-format key.
-    pub fn index_of(key: &str) -> u32 {
-        use base64::Engine;
-        let b = base64::engine::general_purpose::STANDARD_NO_PAD
-            .decode(key.trim_end_matches('='))
-            .unwrap();
-        u32::from_be_bytes([b[1], b[2], b[3], b[4]])
-    }
-
-    /// The same session id with a ratchet that does not connect to `key`'s.
-    pub fn forged(key: &str) -> String {
-        use base64::Engine;
-        let e = base64::engine::general_purpose::STANDARD_NO_PAD;
-        let mut b = e.decode(key.trim_end_matches('=')).unwrap();
-        for x in &mut b[5..37] {
-            *x ^= 0x5a;
+/// Every file under `dir`, read as bytes.
+pub fn all_bytes_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(b) = std::fs::read(&p) {
+                out.push((p, b));
+            }
         }
-        e.encode(b)
     }
+    out
 }
 
-/// An independent implementation of Element's key-export format, written from the published
-/// algorithm with the RustCrypto crates (not through mxkeys):
-///
-/// body = version(1) || salt(16) || iv(16) || rounds(u32 BE) || AES-256-CTR(json) || HMAC
-/// keys = PBKDF2-HMAC-SHA512(passphrase, salt, rounds, 64 bytes): AES key || HMAC key
-/// AES-CTR uses the IV as the initial counter block with a 64-bit counter (WebCrypto
-/// `length: 64`); the HMAC-SHA256 covers everything before it.
-pub mod element {
-    use aes::Aes256;
-    use base64::Engine;
-    use base64::engine::general_purpose::STANDARD;
-    use ctr::cipher::{KeyIvInit, StreamCipher};
-    use hmac::{Hmac, KeyInit, Mac};
-    use sha2::{Sha256, Sha512};
-    use std::path::Path;
-
-    pub const HEADER: &str = "-----BEGIN MEGOLM SESSION DATA-----";
-    pub const FOOTER: &str = "-----END MEGOLM SESSION DATA-----";
-
-    type Ctr64 = ctr::Ctr64BE<Aes256>;
-    type Ctr128 = ctr::Ctr128BE<Aes256>;
-
-    /// PBKDF2-HMAC-SHA512 -> (AES key, HMAC key).
-    pub fn derive(pass: &[u8], salt: &[u8], rounds: u32) -> ([u8; 32], [u8; 32]) {
-        let mut k = [0u8; 64];
-        pbkdf2::pbkdf2_hmac::<Sha512>(pass, salt, rounds, &mut k);
-        let mut a = [0u8; 32];
-        let mut m = [0u8; 32];
-        a.copy_from_slice(&k[..32]);
-        m.copy_from_slice(&k[32..]);
-        (a, m)
-    }
-
-    fn hmac(key: &[u8; 32], data: &[u8]) -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap();
-        mac.update(data);
-        mac.finalize().into_bytes().into()
-    }
-
-    /// AES-256-CTR with WebCrypto's 64-bit counter.
-    pub fn ctr64(key: &[u8; 32], iv: &[u8; 16], data: &mut [u8]) {
-        let mut c = Ctr64::new(key.into(), iv.into());
-        c.apply_keystream(data);
-    }
-
-    /// AES-256-CTR with a 128-bit counter (what Element does NOT do).
-    pub fn ctr128(key: &[u8; 32], iv: &[u8; 16], data: &mut [u8]) {
-        let mut c = Ctr128::new(key.into(), iv.into());
-        c.apply_keystream(data);
-    }
-
-    /// Random bytes.
-    pub fn random<const N: usize>() -> [u8; N] {
-        let mut b = [0u8; N];
-        getrandom::fill(&mut b).unwrap();
-        b
-    }
-
-    /// The binary body with every field chosen by the caller.
-    pub fn seal_with(
-        pt: &[u8],
-        pass: &[u8],
-        version: u8,
-        salt: [u8; 16],
-        iv: [u8; 16],
-        rounds: u32,
-    ) -> Vec<u8> {
-        let (ak, mk) = derive(pass, &salt, rounds.max(1));
-        let mut out = vec![version];
-        out.extend_from_slice(&salt);
-        out.extend_from_slice(&iv);
-        out.extend_from_slice(&rounds.to_be_bytes());
-        let mut ct = pt.to_vec();
-        ctr64(&ak, &iv, &mut ct);
-        out.extend_from_slice(&ct);
-        let tag = hmac(&mk, &out);
-        out.extend_from_slice(&tag);
-        out
-    }
-
-    /// The binary body as Element writes it: random salt, random IV with bit 63 cleared.
-    pub fn seal(pt: &[u8], pass: &[u8], rounds: u32) -> Vec<u8> {
-        let mut iv = random::<16>();
-        iv[8] &= 0x7f;
-        seal_with(pt, pass, 1, random::<16>(), iv, rounds)
-    }
-
-    /// Armor a body: header, base64 lines of `width` characters (0: one line), footer.
-    pub fn armor(body: &[u8], width: usize) -> String {
-        let b64 = STANDARD.encode(body);
-        let mut s = format!("{HEADER}\n");
-        if width == 0 {
-            s.push_str(&b64);
-            s.push('\n');
-        } else {
-            for chunk in b64.as_bytes().chunks(width) {
-                s.push_str(std::str::from_utf8(chunk).unwrap());
-                s.push('\n');
-            }
-        }
-        s.push_str(FOOTER);
-        s.push('\n');
-        s
-    }
-
-    /// An export file as Element writes it (96 bytes = 128 characters per line).
-    pub fn encrypt(pt: &[u8], pass: &[u8], rounds: u32) -> String {
-        armor(&seal(pt, pass, rounds), 128)
-    }
-
-    /// Element's reader: take the lines between header and footer, join, base64-decode.
-    pub fn unarmor(text: &[u8]) -> Vec<u8> {
-        let s = std::str::from_utf8(text).unwrap();
-        let start = s.find(HEADER).unwrap() + HEADER.len();
-        let end = s.find(FOOTER).unwrap();
-        let b64: String = s[start..end]
-            .chars()
-            .filter(|c| !c.is_ascii_whitespace())
-            .collect();
-        let lenient = base64::engine::GeneralPurpose::new(
-            &base64::alphabet::STANDARD,
-            base64::engine::GeneralPurposeConfig::new()
-                .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
-        );
-        lenient.decode(b64).unwrap()
-    }
-
-    /// What the independent decryptor found.
-    #[derive(Debug)]
-    pub struct Opened {
-        pub version: u8,
-        pub salt: [u8; 16],
-        pub iv: [u8; 16],
-        pub rounds: u32,
-        pub plaintext: Vec<u8>,
-    }
-
-    /// Verify the HMAC over everything before the tag, then decrypt with the 64-bit counter.
-    pub fn open(body: &[u8], pass: &[u8]) -> Result<Opened, String> {
-        if body.len() < 69 {
-            return Err(format!("too short: {}", body.len()));
-        }
-        let version = body[0];
-        if version != 1 {
-            return Err(format!("version {version}"));
-        }
-        let mut salt = [0u8; 16];
-        let mut iv = [0u8; 16];
-        salt.copy_from_slice(&body[1..17]);
-        iv.copy_from_slice(&body[17..33]);
-        let rounds = u32::from_be_bytes([body[33], body[34], body[35], body[36]]);
-        let (ak, mk) = derive(pass, &salt, rounds);
-        let (signed, tag) = body.split_at(body.len() - 32);
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&mk).unwrap();
-        mac.update(signed);
-        mac.verify_slice(tag)
-            .map_err(|_| "HMAC mismatch".to_string())?;
-        let mut pt = signed[37..].to_vec();
-        ctr64(&ak, &iv, &mut pt);
-        Ok(Opened {
-            version,
-            salt,
-            iv,
-            rounds,
-            plaintext: pt,
-        })
-    }
-
-    /// Check that `text` is exactly the dialect mxkeys promises to write (header line, padded
-    /// base64 wrapped at 128 columns, footer, LF, final newline); return the decoded body.
-    pub fn check_written_armor(text: &[u8]) -> Vec<u8> {
-        let s = std::str::from_utf8(text).expect("export file is not UTF-8");
-        assert!(s.is_ascii(), "export file is not ASCII");
-        assert!(!s.contains('\r'), "export file has CR characters");
-        assert!(
-            s.starts_with(&format!("{HEADER}\n")),
-            "does not start with the header line"
-        );
-        assert!(
-            s.ends_with(&format!("\n{FOOTER}\n")),
-            "does not end with the footer line and a final newline"
-        );
-        let lines: Vec<&str> = s.lines().collect();
-        assert_eq!(lines[0], HEADER);
-        assert_eq!(lines[lines.len() - 1], FOOTER);
-        let body = &lines[1..lines.len() - 1];
-        assert!(!body.is_empty(), "empty body");
-        let mut decoded = Vec::new();
-        for (i, l) in body.iter().enumerate() {
-            let last = i == body.len() - 1;
-            if last {
-                assert!(
-                    !l.is_empty() && l.len() <= 128 && l.len() % 4 == 0,
-                    "last body line has length {} (padded base64 expected)",
-                    l.len()
-                );
-            } else {
-                assert_eq!(l.len(), 128, "body line {} is not 128 columns", i + 1);
-            }
-            // STANDARD requires canonical padding.
-            let d = STANDARD
-                .decode(l)
-                .unwrap_or_else(|e| panic!("body line {} is not padded base64: {e}", i + 1));
-            if !last {
-                assert_eq!(d.len(), 96);
-            }
-            decoded.extend_from_slice(&d);
-        }
-        decoded
-    }
-
-    /// Read a file mxkeys wrote: check the dialect, then decrypt it independently.
-    pub fn decrypt_file(path: &Path, pass: &[u8]) -> Opened {
-        let text = std::fs::read(path).unwrap();
-        let body = check_written_armor(&text);
-        let o = open(&body, pass).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert_eq!(o.version, 1);
-        assert_eq!(o.iv[8] & 0x80, 0, "IV bit 63 is set");
-        o
-    }
+/// Does `hay` contain `needle`?
+pub fn contains_bytes(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }

@@ -44,6 +44,19 @@ pub fn homeserver() -> Option<Hs> {
     }
 }
 
+/// The homeserver, or return from the test (a skip) when there is none (see [`homeserver`]).
+#[allow(unused_macros)]
+macro_rules! require_hs {
+    () => {
+        match $crate::common::synapse::homeserver() {
+            Some(hs) => hs,
+            None => return,
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use require_hs;
+
 /// A registered user.
 #[derive(Debug, Clone)]
 pub struct User {
