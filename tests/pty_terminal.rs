@@ -21,6 +21,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use common::pty::{Frame, Term};
+use common::synapse::{Hs, User, require_hs};
 use common::{Env, PASS, STORE_PASS, element, fixture};
 use serde_json::Value;
 
@@ -76,6 +77,13 @@ fn init_store(env: &Env) {
         .arg(sp)
         .assert()
         .success();
+}
+
+/// A fresh environment with the default store created (see [`init_store`]).
+fn new_store() -> Env {
+    let env = Env::new();
+    init_store(&env);
+    env
 }
 
 /// Import fixtures into the default store without a terminal; the JSON report.
@@ -156,25 +164,57 @@ fn file_ids(path: &Path, pass: &str) -> BTreeSet<(String, String)> {
     ids(&serde_json::from_slice::<Vec<Value>>(&pt).unwrap())
 }
 
-/// Every file under `dir` with its bytes (a store's state).
-fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push((p.clone(), std::fs::read(&p).unwrap()));
-            }
-        }
-    }
+/// The default store's state: every file in it with its bytes, in path order
+/// (`common::all_bytes_under`, which passes over a file it cannot read).
+fn store_state(env: &Env) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = common::all_bytes_under(&store_dir(env));
     out.sort();
     out
+}
+
+/// What a Ctrl-C must leave as it was: the work directory's names and the store's state.
+struct Before {
+    work: Vec<String>,
+    store: Vec<(PathBuf, Vec<u8>)>,
+}
+
+fn before_ctrl_c(env: &Env) -> Before {
+    Before {
+        work: env.work_names(),
+        store: store_state(env),
+    }
+}
+
+/// Assert that the export file `name` in the work directory, decrypted with `pass`, holds
+/// exactly the sessions of the plaintext fixture `fixture_name`.
+#[track_caller]
+fn assert_file_holds(env: &Env, name: &str, pass: &str, fixture_name: &str) {
+    assert_eq!(
+        file_ids(&env.path(name), pass),
+        plaintext_ids(fixture_name),
+        "{name}"
+    );
+}
+
+/// The prompts of a conversation, in the order they were answered.
+fn prompts_of(asked: &[(String, Frame)]) -> Vec<String> {
+    asked.iter().map(|(p, _)| p.clone()).collect()
+}
+
+/// The screens at which `prompt` was answered.
+fn screens_at<'a>(asked: &'a [(String, Frame)], prompt: &str) -> Vec<&'a Frame> {
+    asked
+        .iter()
+        .filter(|(p, _)| p == prompt)
+        .map(|(_, f)| f)
+        .collect()
+}
+
+/// Print each screen a conversation waited at.
+fn show_asked(what: &str, asked: &[(String, Frame)]) {
+    for (p, f) in asked {
+        show(&format!("{what}: waiting at {p:?}"), f);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -228,12 +268,8 @@ fn assert_error_screen(t: &Term, f: &Frame) {
 /// Ctrl-C was pressed at a prompt: exit 130, echo on again, the work directory as before,
 /// the store as before.
 #[track_caller]
-fn assert_interrupted_cleanly(
-    t: &mut Term,
-    env: &Env,
-    work_before: &[String],
-    store_before: &[(PathBuf, Vec<u8>)],
-) {
+fn assert_interrupted_cleanly(t: &mut Term, env: &Env, before: &Before) {
+    let (work_before, store_before) = (&before.work, &before.store[..]);
     let f = t.expect_exit(130);
     assert!(
         t.echo_on(),
@@ -241,12 +277,12 @@ fn assert_interrupted_cleanly(
         t.what
     );
     assert_eq!(
-        env.work_names(),
+        &env.work_names(),
         work_before,
         "`{}`: files left in the work directory after Ctrl-C",
         t.what
     );
-    let after = tree(&store_dir(env));
+    let after = store_state(env);
     if after != store_before {
         let describe = |v: &[(PathBuf, Vec<u8>)]| -> Vec<String> {
             v.iter()
@@ -347,12 +383,13 @@ fn init_asks_for_the_new_store_passphrase_twice() {
 #[test]
 fn init_ctrl_c_at_the_repeat_prompt_creates_no_store() {
     let env = Env::new();
-    let work = env.work_names();
+    let before = before_ctrl_c(&env);
+    assert!(before.store.is_empty());
     let mut t = Term::spawn(&env, &["init", "--store-kdf-rounds", "1000"]);
     t.answer(&new_store_prompt(), STORE_PASS);
     t.wait_for_prompt(REPEAT_STORE);
     t.ctrl_c();
-    assert_interrupted_cleanly(&mut t, &env, &work, &[]);
+    assert_interrupted_cleanly(&mut t, &env, &before);
     assert!(
         !store_dir(&env).exists() || common::dir_names(&store_dir(&env)).is_empty(),
         "a store was left: {:?}",
@@ -363,53 +400,77 @@ fn init_ctrl_c_at_the_repeat_prompt_creates_no_store() {
 // ---------------------------------------------------------------------------------------------
 // import
 
+/// A default store (STORE_PASS), the export fixture `name` copied into the work directory,
+/// and `mxkeys import NAME` started on a terminal; the file's label.
+fn import_at_terminal(name: &str) -> (Env, String, Term) {
+    let env = new_store();
+    let label = copy_fixture(&env, name);
+    let t = Term::spawn(&env, &["import", &label]);
+    (env, label, t)
+}
+
+/// Answer an import's prompts: the store prompt wrongly (with PASS) its first `store_wrong`
+/// times, the file prompt wrongly its first `file_wrong` times, then rightly.
+fn converse_wrong_first(
+    t: &Term,
+    label: &str,
+    store_wrong: usize,
+    file_wrong: usize,
+) -> Vec<(String, Frame)> {
+    let (mut store_asks, mut file_asks) = (0, 0);
+    t.converse_fn(|f| {
+        if f.prompt_is(&store_prompt()) {
+            store_asks += 1;
+            let a = if store_asks <= store_wrong {
+                PASS
+            } else {
+                STORE_PASS
+            };
+            return Some((store_prompt(), a.into()));
+        }
+        if f.prompt_is(&pass_prompt(label)) {
+            file_asks += 1;
+            let a = if file_asks <= file_wrong {
+                "wrong one"
+            } else {
+                PASS
+            };
+            return Some((pass_prompt(label), a.into()));
+        }
+        None
+    })
+}
+
+/// The end of an import of element-three: exit 0, the summary, the sessions in the store.
+#[track_caller]
+fn assert_imported_three(t: &mut Term, env: &Env) {
+    let f = t.expect_exit(0);
+    show("import: final", &f);
+    assert_final(t, &f, "Imported 3 new sessions");
+    assert_eq!(store_sessions(env), plaintext_ids("element-three"));
+}
+
 #[test]
 fn import_one_file_shows_both_prompts_and_the_summary() {
-    let env = Env::new();
-    init_store(&env);
-    let label = copy_fixture(&env, "element-three.txt");
-    let mut t = Term::spawn(&env, &["import", &label]);
+    let (env, label, mut t) = import_at_terminal("element-three.txt");
     let asked = t.converse(&[(&store_prompt(), STORE_PASS), (&pass_prompt(&label), PASS)]);
-    for (p, f) in &asked {
-        show(&format!("import: waiting at {p:?}"), f);
-    }
-    let prompts: BTreeSet<&str> = asked.iter().map(|(p, _)| p.as_str()).collect();
+    show_asked("import", &asked);
+    let prompts: BTreeSet<String> = prompts_of(&asked).into_iter().collect();
     assert_eq!(
         prompts,
-        BTreeSet::from([store_prompt().as_str(), pass_prompt(&label).as_str()]),
+        BTreeSet::from([store_prompt(), pass_prompt(&label)]),
         "each prompt once"
     );
     assert_eq!(asked.len(), 2);
-    let f = t.expect_exit(0);
-    show("import: final", &f);
-    assert_final(&t, &f, "Imported 3 new sessions");
+    assert_imported_three(&mut t, &env);
     assert_never_shown(&t, &[STORE_PASS, PASS]);
-    assert_eq!(store_sessions(&env), plaintext_ids("element-three"));
 }
 
 #[test]
 fn import_wrong_then_right_file_passphrase() {
-    let env = Env::new();
-    init_store(&env);
-    let label = copy_fixture(&env, "element-three.txt");
-    let mut t = Term::spawn(&env, &["import", &label]);
-    let mut file_asks = 0;
-    let asked = t.converse_fn(|f| {
-        if f.prompt_is(&store_prompt()) {
-            return Some((store_prompt(), STORE_PASS.into()));
-        }
-        if f.prompt_is(&pass_prompt(&label)) {
-            file_asks += 1;
-            let a = if file_asks < 3 { "wrong one" } else { PASS };
-            return Some((pass_prompt(&label), a.into()));
-        }
-        None
-    });
-    let file: Vec<&Frame> = asked
-        .iter()
-        .filter(|(p, _)| *p == pass_prompt(&label))
-        .map(|(_, f)| f)
-        .collect();
+    let (env, label, mut t) = import_at_terminal("element-three.txt");
+    let asked = converse_wrong_first(&t, &label, 0, 2);
+    let file = screens_at(&asked, &pass_prompt(&label));
     assert_eq!(file.len(), 3, "asked three times");
     show("import: after one wrong passphrase", file[1]);
     show("import: after two wrong passphrases", file[2]);
@@ -423,29 +484,17 @@ fn import_wrong_then_right_file_passphrase() {
         "no 'wrong' line after the second wrong passphrase:\n{}",
         file[2]
     );
-    let f = t.expect_exit(0);
-    show("import: final", &f);
-    assert_final(&t, &f, "Imported 3 new sessions");
-    assert_eq!(store_sessions(&env), plaintext_ids("element-three"));
+    assert_imported_three(&mut t, &env);
 }
 
 #[test]
 fn import_three_wrong_file_passphrases_fail_with_12() {
-    let env = Env::new();
-    init_store(&env);
-    let label = copy_fixture(&env, "element-three.txt");
-    let mut t = Term::spawn(&env, &["import", &label]);
+    let (env, label, mut t) = import_at_terminal("element-three.txt");
     let asked = t.converse(&[
         (&store_prompt(), STORE_PASS),
         (&pass_prompt(&label), "wrong again"),
     ]);
-    assert_eq!(
-        asked
-            .iter()
-            .filter(|(p, _)| *p == pass_prompt(&label))
-            .count(),
-        3
-    );
+    assert_eq!(screens_at(&asked, &pass_prompt(&label)).len(), 3);
     let f = t.expect_exit(12);
     show("import: three wrong passphrases", &f);
     assert_error_screen(&t, &f);
@@ -454,27 +503,9 @@ fn import_three_wrong_file_passphrases_fail_with_12() {
 
 #[test]
 fn import_wrong_then_right_store_passphrase() {
-    let env = Env::new();
-    init_store(&env);
-    let label = copy_fixture(&env, "element-three.txt");
-    let mut t = Term::spawn(&env, &["import", &label]);
-    let mut store_asks = 0;
-    let asked = t.converse_fn(|f| {
-        if f.prompt_is(&store_prompt()) {
-            store_asks += 1;
-            let a = if store_asks == 1 { PASS } else { STORE_PASS };
-            return Some((store_prompt(), a.into()));
-        }
-        if f.prompt_is(&pass_prompt(&label)) {
-            return Some((pass_prompt(&label), PASS.into()));
-        }
-        None
-    });
-    let store: Vec<&Frame> = asked
-        .iter()
-        .filter(|(p, _)| *p == store_prompt())
-        .map(|(_, f)| f)
-        .collect();
+    let (env, label, mut t) = import_at_terminal("element-three.txt");
+    let asked = converse_wrong_first(&t, &label, 1, 0);
+    let store = screens_at(&asked, &store_prompt());
     assert_eq!(store.len(), 2, "the store passphrase asked twice");
     show("import: after a wrong store passphrase", store[1]);
     assert!(
@@ -484,14 +515,12 @@ fn import_wrong_then_right_store_passphrase() {
         "{}",
         store[1]
     );
-    let f = t.expect_exit(0);
-    assert_final(&t, &f, "Imported 3 new sessions");
+    assert_imported_three(&mut t, &env);
 }
 
 #[test]
 fn import_several_files() {
-    let env = Env::new();
-    init_store(&env);
+    let env = new_store();
     let a = copy_fixture(&env, "element-three.txt");
     let b = copy_fixture(&env, "wasm-three.txt");
     let c = copy_fixture(&env, "wasm-one.txt");
@@ -502,11 +531,9 @@ fn import_several_files() {
         (&pass_prompt(&b), PASS),
         (&pass_prompt(&c), PASS),
     ]);
-    for (p, f) in &asked {
-        show(&format!("import of three files: waiting at {p:?}"), f);
-    }
-    let prompts: Vec<&str> = asked.iter().map(|(p, _)| p.as_str()).collect();
-    assert!(prompts.contains(&pass_prompt(&a).as_str()), "{prompts:?}");
+    show_asked("import of three files", &asked);
+    let prompts = prompts_of(&asked);
+    assert!(prompts.contains(&pass_prompt(&a)), "{prompts:?}");
     let f = t.expect_exit(0);
     show("import of three files: final", &f);
     let mut want = plaintext_ids("element-three");
@@ -518,10 +545,7 @@ fn import_several_files() {
 
 #[test]
 fn long_import_draws_a_labelled_bar_then_the_summary() {
-    let env = Env::new();
-    init_store(&env);
-    let label = copy_fixture(&env, "element-thousand.txt");
-    let mut t = Term::spawn(&env, &["import", &label]);
+    let (_env, label, mut t) = import_at_terminal("element-thousand.txt");
     let asked = t.converse(&[(&store_prompt(), STORE_PASS), (&pass_prompt(&label), PASS)]);
     assert_eq!(asked.len(), 2);
     let f = t.expect_exit(0);
@@ -573,114 +597,102 @@ fn bar_label(row: &str) -> Option<String> {
 
 /// A store holding element-three.
 fn store_with_three() -> Env {
-    let env = Env::new();
-    init_store(&env);
+    let env = new_store();
     copy_fixture(&env, "element-three.txt");
     import_plain(&env, &[Path::new("element-three.txt")]);
     std::fs::remove_file(env.path("element-three.txt")).unwrap();
     env
 }
 
+/// `mxkeys export -o OUT --rounds 1000` of the default store, started on a terminal.
+fn export_at_terminal(env: &Env, out: &str) -> Term {
+    Term::spawn(env, &["export", "-o", out, "--rounds", "1000"])
+}
+
+/// The end of an export of element-three to `out`: exit 0, the summary, the file holding the
+/// sessions under `pass`.
+#[track_caller]
+fn assert_exported_three(t: &mut Term, env: &Env, what: &str, out: &str, pass: &str) {
+    let f = t.expect_exit(0);
+    show(&format!("{what}: final"), &f);
+    assert_final(t, &f, "Exported 3 sessions from");
+    assert_file_holds(env, out, pass, "element-three");
+}
+
+/// An export whose new passphrase is first the weak `first`, then `kept` at the prompt that
+/// offers to keep it and again at the repeat prompt. Asserts the prompts came in the order
+/// new, keep, repeat; the screen at the keep prompt.
+fn export_weak_first(env: &Env, out: &str, first: &str, kept: &str) -> (Term, Frame) {
+    let t = export_at_terminal(env, out);
+    let asked = t.converse(&[
+        (&store_prompt(), STORE_PASS),
+        (&keep_prompt(out), kept),
+        (&new_prompt(out), first),
+        (&repeat_prompt(out), kept),
+    ]);
+    let prompts = prompts_of(&asked);
+    let i = prompts.iter().position(|p| *p == new_prompt(out)).unwrap();
+    assert_eq!(
+        prompts[i..],
+        [new_prompt(out), keep_prompt(out), repeat_prompt(out)],
+        "{prompts:?}"
+    );
+    let keep = asked[i + 1].1.clone();
+    (t, keep)
+}
+
 #[test]
 fn export_asks_for_the_new_passphrase_twice() {
     let env = store_with_three();
     let out = "keys-out.txt";
-    let mut t = Term::spawn(&env, &["export", "-o", out, "--rounds", "1000"]);
+    let mut t = export_at_terminal(&env, out);
     let asked = t.converse(&[
         (&store_prompt(), STORE_PASS),
         (&new_prompt(out), NEW_PASS),
         (&repeat_prompt(out), NEW_PASS),
     ]);
-    for (p, f) in &asked {
-        show(&format!("export: waiting at {p:?}"), f);
-    }
-    let prompts: Vec<String> = asked.iter().map(|(p, _)| p.clone()).collect();
+    show_asked("export", &asked);
+    let prompts = prompts_of(&asked);
     let i = prompts.iter().position(|p| *p == new_prompt(out)).unwrap();
     assert_eq!(prompts.get(i + 1), Some(&repeat_prompt(out)), "{prompts:?}");
     assert_eq!(prompts.len(), 3, "{prompts:?}");
-    let f = t.expect_exit(0);
-    show("export: final", &f);
-    assert_final(&t, &f, "Exported 3 sessions from");
+    assert_exported_three(&mut t, &env, "export", out, NEW_PASS);
     assert_never_shown(&t, &[STORE_PASS, NEW_PASS]);
-    assert_eq!(
-        file_ids(&env.path(out), NEW_PASS),
-        plaintext_ids("element-three")
-    );
 }
 
 #[test]
 fn export_weak_passphrase_typed_again_is_kept() {
     let env = store_with_three();
     let out = "weak.txt";
-    let mut t = Term::spawn(&env, &["export", "-o", out, "--rounds", "1000"]);
-    let asked = t.converse(&[
-        (&store_prompt(), STORE_PASS),
-        (&keep_prompt(out), WEAK),
-        (&new_prompt(out), WEAK),
-        (&repeat_prompt(out), WEAK),
-    ]);
-    let prompts: Vec<String> = asked.iter().map(|(p, _)| p.clone()).collect();
-    let i = prompts.iter().position(|p| *p == new_prompt(out)).unwrap();
-    assert_eq!(
-        prompts[i..],
-        [new_prompt(out), keep_prompt(out), repeat_prompt(out)],
-        "{prompts:?}"
-    );
-    let keep = &asked[i + 1].1;
-    show("export: weak passphrase warning", keep);
+    let (mut t, keep) = export_weak_first(&env, out, WEAK, WEAK);
+    show("export: weak passphrase warning", &keep);
     assert!(
         keep.rows
             .iter()
             .any(|r| r.starts_with("This passphrase is weak")),
         "no weakness warning above the prompt:\n{keep}"
     );
-    let f = t.expect_exit(0);
-    show("export (weak kept): final", &f);
-    assert_final(&t, &f, "Exported 3 sessions from");
-    assert_eq!(
-        file_ids(&env.path(out), WEAK),
-        plaintext_ids("element-three")
-    );
+    assert_exported_three(&mut t, &env, "export (weak kept)", out, WEAK);
 }
 
 #[test]
 fn export_weak_then_strong_passphrase_uses_the_strong_one() {
     let env = store_with_three();
     let out = "strong.txt";
-    let mut t = Term::spawn(&env, &["export", "-o", out, "--rounds", "1000"]);
-    let asked = t.converse(&[
-        (&store_prompt(), STORE_PASS),
-        (&keep_prompt(out), NEW_PASS),
-        (&new_prompt(out), WEAK),
-        (&repeat_prompt(out), NEW_PASS),
-    ]);
-    let prompts: Vec<String> = asked.iter().map(|(p, _)| p.clone()).collect();
-    let i = prompts.iter().position(|p| *p == new_prompt(out)).unwrap();
-    assert_eq!(
-        prompts[i..],
-        [new_prompt(out), keep_prompt(out), repeat_prompt(out)],
-        "{prompts:?}"
-    );
-    let f = t.expect_exit(0);
-    assert_final(&t, &f, "Exported 3 sessions from");
-    assert_eq!(
-        file_ids(&env.path(out), NEW_PASS),
-        plaintext_ids("element-three")
-    );
+    let (mut t, _keep) = export_weak_first(&env, out, WEAK, NEW_PASS);
+    assert_exported_three(&mut t, &env, "export (weak, then strong)", out, NEW_PASS);
 }
 
 #[test]
 fn export_ctrl_c_at_the_new_passphrase_prompt_leaves_nothing() {
     let env = store_with_three();
-    let work = env.work_names();
-    let store = tree(&store_dir(&env));
+    let before = before_ctrl_c(&env);
     let out = "never.txt";
-    let mut t = Term::spawn(&env, &["export", "-o", out, "--rounds", "1000"]);
+    let mut t = export_at_terminal(&env, out);
     interrupt_at(
         &mut t,
         &env,
-        &work,
-        &store,
+        &before,
         &[(&store_prompt(), STORE_PASS)],
         &new_prompt(out),
     );
@@ -688,14 +700,7 @@ fn export_ctrl_c_at_the_new_passphrase_prompt_leaves_nothing() {
 
 /// Used by the Ctrl-C tests: answer the store prompt if it comes first, wait for `prompt`,
 /// press Ctrl-C, and check that nothing is left.
-fn interrupt_at(
-    t: &mut Term,
-    env: &Env,
-    work: &[String],
-    store: &[(PathBuf, Vec<u8>)],
-    answers: &[(&str, &str)],
-    prompt: &str,
-) {
+fn interrupt_at(t: &mut Term, env: &Env, before: &Before, answers: &[(&str, &str)], prompt: &str) {
     loop {
         let f = t.wait_for_screen(&format!("{prompt:?} or an earlier prompt"), |f| {
             t.reading_terminal()
@@ -710,8 +715,26 @@ fn interrupt_at(
     let waiting = t.wait_for_prompt(prompt);
     show(&format!("{}: before Ctrl-C", t.what), &waiting);
     t.ctrl_c();
-    assert_interrupted_cleanly(t, env, work, store);
+    assert_interrupted_cleanly(t, env, before);
     show(&format!("{}: after Ctrl-C", t.what), &t.screen());
+}
+
+/// `mxkeys COMMAND INPUT... -o OUT --rounds 1000 [--change-passphrase]` (merge, reencrypt),
+/// started on a terminal.
+fn rewrite_at_terminal(
+    env: &Env,
+    command: &str,
+    inputs: &[&str],
+    out: &str,
+    change_passphrase: bool,
+) -> Term {
+    let mut args = vec![command];
+    args.extend_from_slice(inputs);
+    args.extend(["-o", out, "--rounds", "1000"]);
+    if change_passphrase {
+        args.push("--change-passphrase");
+    }
+    Term::spawn(env, &args)
 }
 
 #[test]
@@ -720,29 +743,15 @@ fn merge_two_files_into_a_new_one() {
     let a = copy_fixture(&env, "element-three.txt");
     let b = copy_fixture(&env, "wasm-three.txt");
     let out = "merged.txt";
-    let mut t = Term::spawn(
-        &env,
-        &[
-            "merge",
-            &a,
-            &b,
-            "-o",
-            out,
-            "--rounds",
-            "1000",
-            "--change-passphrase",
-        ],
-    );
+    let mut t = rewrite_at_terminal(&env, "merge", &[&a, &b], out, true);
     let asked = t.converse(&[
         (&pass_prompt(&a), PASS),
         (&pass_prompt(&b), PASS),
         (&new_prompt(out), NEW_PASS),
         (&repeat_prompt(out), NEW_PASS),
     ]);
-    for (p, f) in &asked {
-        show(&format!("merge: waiting at {p:?}"), f);
-    }
-    let prompts: Vec<String> = asked.iter().map(|(p, _)| p.clone()).collect();
+    show_asked("merge", &asked);
+    let prompts = prompts_of(&asked);
     assert!(prompts.contains(&pass_prompt(&a)), "{prompts:?}");
     assert!(prompts.contains(&new_prompt(out)), "{prompts:?}");
     assert!(prompts.contains(&repeat_prompt(out)), "{prompts:?}");
@@ -759,35 +768,20 @@ fn reencrypt_asks_for_the_old_and_the_new_passphrase() {
     let env = Env::new();
     let a = copy_fixture(&env, "element-three.txt");
     let out = "re.txt";
-    let mut t = Term::spawn(
-        &env,
-        &[
-            "reencrypt",
-            &a,
-            "-o",
-            out,
-            "--rounds",
-            "1000",
-            "--change-passphrase",
-        ],
-    );
+    let mut t = rewrite_at_terminal(&env, "reencrypt", &[&a], out, true);
     let asked = t.converse(&[
         (&pass_prompt(&a), PASS),
         (&new_prompt(out), NEW_PASS),
         (&repeat_prompt(out), NEW_PASS),
     ]);
-    let prompts: Vec<String> = asked.iter().map(|(p, _)| p.clone()).collect();
     assert_eq!(
-        prompts,
+        prompts_of(&asked),
         [pass_prompt(&a), new_prompt(out), repeat_prompt(out)]
     );
     let f = t.expect_exit(0);
     show("reencrypt: final", &f);
     assert!(f.bars().is_empty(), "{f}");
-    assert_eq!(
-        file_ids(&env.path(out), NEW_PASS),
-        plaintext_ids("element-three")
-    );
+    assert_file_holds(&env, out, NEW_PASS, "element-three");
 }
 
 #[test]
@@ -795,41 +789,27 @@ fn reencrypt_without_change_passphrase_keeps_the_input_passphrase() {
     let env = Env::new();
     let a = copy_fixture(&env, "element-three.txt");
     let out = "same.txt";
-    let mut t = Term::spawn(&env, &["reencrypt", &a, "-o", out, "--rounds", "1000"]);
+    let mut t = rewrite_at_terminal(&env, "reencrypt", &[&a], out, false);
     let asked = t.converse(&[(&pass_prompt(&a), PASS)]);
     assert_eq!(asked.len(), 1);
     let f = t.expect_exit(0);
     show("reencrypt (same passphrase): final", &f);
     assert_final(&t, &f, "same passphrase");
-    assert_eq!(
-        file_ids(&env.path(out), PASS),
-        plaintext_ids("element-three")
-    );
+    assert_file_holds(&env, out, PASS, "element-three");
 }
 
 #[test]
 fn reencrypt_ctrl_c_at_the_repeat_prompt_leaves_nothing() {
     let env = Env::new();
     let a = copy_fixture(&env, "element-three.txt");
-    let work = env.work_names();
+    let before = before_ctrl_c(&env);
+    assert!(before.store.is_empty());
     let out = "re.txt";
-    let mut t = Term::spawn(
-        &env,
-        &[
-            "reencrypt",
-            &a,
-            "-o",
-            out,
-            "--rounds",
-            "1000",
-            "--change-passphrase",
-        ],
-    );
+    let mut t = rewrite_at_terminal(&env, "reencrypt", &[&a], out, true);
     interrupt_at(
         &mut t,
         &env,
-        &work,
-        &[],
+        &before,
         &[(&pass_prompt(&a), PASS), (&new_prompt(out), NEW_PASS)],
         &repeat_prompt(out),
     );
@@ -859,81 +839,6 @@ fn recovery_key_check_offline_asks_for_the_key() {
 // ---------------------------------------------------------------------------------------------
 // login and backup, against the real Synapse
 
-/// The test homeserver from `scripts/test-homeserver.sh run --`.
-struct Hs {
-    base: String,
-    secret: String,
-}
-
-/// The homeserver, or `None` after a skip line; a failure instead with
-/// MXKEYS_TEST_DISALLOW_SKIP=1.
-fn homeserver() -> Option<Hs> {
-    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-    match (
-        get("MXKEYS_TEST_HOMESERVER"),
-        get("MXKEYS_TEST_REGISTRATION_SECRET"),
-    ) {
-        (Some(base), Some(secret)) => Some(Hs {
-            base: base.trim().trim_end_matches('/').to_string(),
-            secret: secret.trim().to_string(),
-        }),
-        _ => {
-            assert!(
-                std::env::var("MXKEYS_TEST_DISALLOW_SKIP").as_deref() != Ok("1"),
-                "MXKEYS_TEST_DISALLOW_SKIP=1 but there is no test homeserver: run scripts/test-homeserver.sh run -- cargo test --test pty_terminal"
-            );
-            println!(
-                "skipping: no test homeserver (run scripts/test-homeserver.sh run -- cargo test --test pty_terminal)"
-            );
-            None
-        }
-    }
-}
-
-macro_rules! require_hs {
-    () => {
-        match homeserver() {
-            Some(hs) => hs,
-            None => return,
-        }
-    };
-}
-
-/// A user on the homeserver (registered with scripts/register_user.py).
-struct User {
-    id: String,
-    password: String,
-}
-
-fn register(hs: &Hs, prefix: &str) -> User {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let local = format!(
-        "pty-{prefix}-{}-{}-{nanos}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    );
-    let password = format!("pw-{local}-Q7!");
-    let out = std::process::Command::new("python3")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/register_user.py"))
-        .arg(&local)
-        .arg(&password)
-        .env("MXKEYS_TEST_HOMESERVER", &hs.base)
-        .env("MXKEYS_TEST_REGISTRATION_SECRET", &hs.secret)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", common::text(&out.stderr));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    User {
-        id: v["user_id"].as_str().unwrap().to_string(),
-        password,
-    }
-}
-
 /// `mxkeys` without a terminal, with the store passphrase in a file.
 fn plain(env: &Env, args: &[&str]) -> std::process::Output {
     let sp = env.store_pass_file();
@@ -945,29 +850,46 @@ fn plain(env: &Env, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// [`plain`], asserting its exit code.
 #[track_caller]
-fn plain_ok(env: &Env, args: &[&str]) -> std::process::Output {
+fn plain_code(env: &Env, args: &[&str], code: i32) -> std::process::Output {
     let out = plain(env, args);
     assert_eq!(
         out.status.code(),
-        Some(0),
+        Some(code),
         "mxkeys {args:?}: {}",
         common::text(&out.stderr)
     );
     out
 }
 
+#[track_caller]
+fn plain_ok(env: &Env, args: &[&str]) -> std::process::Output {
+    plain_code(env, args, 0)
+}
+
+/// `mxkeys login --user USER --homeserver HS`, started on a terminal.
+fn login_at_terminal(env: &Env, hs: &Hs, user: &User) -> Term {
+    Term::spawn(
+        env,
+        &["login", "--user", &user.user_id, "--homeserver", &hs.base],
+    )
+}
+
+fn password_prompt(user: &User) -> String {
+    format!("Password for {}: ", user.user_id)
+}
+
 /// A default store logged in as `user`, set up without a terminal.
 fn logged_in(hs: &Hs, user: &User) -> Env {
-    let env = Env::new();
-    init_store(&env);
+    let env = new_store();
     let pw = env.write_secret("password.txt", format!("{}\n", user.password));
     plain_ok(
         &env,
         &[
             "login",
             "--user",
-            &user.id,
+            &user.user_id,
             "--homeserver",
             &hs.base,
             "--password-file",
@@ -980,66 +902,52 @@ fn logged_in(hs: &Hs, user: &User) -> Env {
 #[test]
 fn login_asks_for_the_store_passphrase_and_the_password() {
     let hs = require_hs!();
-    let user = register(&hs, "login");
-    let env = Env::new();
-    init_store(&env);
-    let pw_prompt = format!("Password for {}: ", user.id);
-    let mut t = Term::spawn(
-        &env,
-        &["login", "--user", &user.id, "--homeserver", &hs.base],
-    );
+    let user = hs.register("pty-login");
+    let env = new_store();
+    let pw_prompt = password_prompt(&user);
+    let mut t = login_at_terminal(&env, &hs, &user);
     let asked = t.converse(&[(&store_prompt(), STORE_PASS), (&pw_prompt, &user.password)]);
-    for (p, f) in &asked {
-        show(&format!("login: waiting at {p:?}"), f);
-    }
-    let prompts: BTreeSet<&str> = asked.iter().map(|(p, _)| p.as_str()).collect();
-    assert_eq!(
-        prompts,
-        BTreeSet::from([store_prompt().as_str(), pw_prompt.as_str()])
-    );
+    show_asked("login", &asked);
+    let prompts: BTreeSet<String> = prompts_of(&asked).into_iter().collect();
+    assert_eq!(prompts, BTreeSet::from([store_prompt(), pw_prompt]));
     let f = t.expect_exit(0);
     show("login: final", &f);
-    assert_final(&t, &f, &format!("Logged in as {}", user.id));
+    assert_final(&t, &f, &format!("Logged in as {}", user.user_id));
     assert_never_shown(&t, &[STORE_PASS, &user.password]);
     // The login is in the store: a plain `backup info` gets as far as "no backup" (10).
-    let out = plain(&env, &["backup", "info"]);
-    assert_eq!(out.status.code(), Some(10), "{}", common::text(&out.stderr));
+    plain_code(&env, &["backup", "info"], 10);
 }
 
 #[test]
 fn login_ctrl_c_at_the_password_prompt_changes_nothing() {
     let hs = require_hs!();
-    let user = register(&hs, "login-int");
-    let env = Env::new();
-    init_store(&env);
+    let user = hs.register("pty-login-int");
     // One write to the store first: the first write-open of a new store switches SQLite to
     // WAL mode (header bytes 18-19), which is not a change of what the store holds.
-    copy_fixture(&env, "element-three.txt");
-    import_plain(&env, &[Path::new("element-three.txt")]);
-    let work = env.work_names();
-    let store = tree(&store_dir(&env));
-    let mut t = Term::spawn(
-        &env,
-        &["login", "--user", &user.id, "--homeserver", &hs.base],
-    );
+    let env = store_with_three();
+    let before = before_ctrl_c(&env);
+    let mut t = login_at_terminal(&env, &hs, &user);
     interrupt_at(
         &mut t,
         &env,
-        &work,
-        &store,
+        &before,
         &[(&store_prompt(), STORE_PASS)],
-        &format!("Password for {}: ", user.id),
+        &password_prompt(&user),
     );
     // Not logged in.
-    let out = plain(&env, &["backup", "info"]);
-    assert_eq!(out.status.code(), Some(2), "{}", common::text(&out.stderr));
+    let out = plain_code(&env, &["backup", "info"], 2);
     assert!(common::text(&out.stderr).contains("not logged in"));
+}
+
+/// `mxkeys backup delete --version VERSION` (without --yes), started on a terminal.
+fn delete_at_terminal(env: &Env, version: &str) -> Term {
+    Term::spawn(env, &["backup", "delete", "--version", version])
 }
 
 #[test]
 fn backup_upload_download_check_and_delete_at_the_terminal() {
     let hs = require_hs!();
-    let user = register(&hs, "backup");
+    let user = hs.register("pty-backup");
     // Device A makes the backup and uploads an export file to it.
     let a = logged_in(&hs, &user);
     let rk_path = a.path("rk.txt");
@@ -1068,13 +976,11 @@ fn backup_upload_download_check_and_delete_at_the_terminal() {
         (&pass_prompt(&file), PASS),
         (SECRET_PROMPT, &rk),
     ]);
-    for (p, f) in &asked {
-        show(&format!("backup upload: waiting at {p:?}"), f);
-    }
+    show_asked("backup upload", &asked);
     assert!(
-        asked.iter().any(|(p, _)| *p == pass_prompt(&file)),
+        !screens_at(&asked, &pass_prompt(&file)).is_empty(),
         "{:?}",
-        asked.iter().map(|(p, _)| p).collect::<Vec<_>>()
+        prompts_of(&asked)
     );
     let f = t.expect_exit(0);
     show("backup upload: final", &f);
@@ -1089,11 +995,9 @@ fn backup_upload_download_check_and_delete_at_the_terminal() {
     let b = logged_in(&hs, &user);
     let mut t = Term::spawn(&b, &["backup", "download"]);
     let asked = t.converse(&[(&store_prompt(), STORE_PASS), (SECRET_PROMPT, &rk)]);
-    for (p, f) in &asked {
-        show(&format!("backup download: waiting at {p:?}"), f);
-    }
+    show_asked("backup download", &asked);
     assert!(
-        asked.iter().any(|(p, _)| p == SECRET_PROMPT),
+        !screens_at(&asked, SECRET_PROMPT).is_empty(),
         "the secret was not asked for"
     );
     let f = t.expect_exit(0);
@@ -1116,29 +1020,27 @@ fn backup_upload_download_check_and_delete_at_the_terminal() {
     // backup delete without --yes asks; "n" keeps the backup.
     let confirm =
         format!("About to delete backup version {version} and the 3 keys in it. Continue? [y/N] ");
-    let mut t = Term::spawn(&a, &["backup", "delete", "--version", &version]);
+    let mut t = delete_at_terminal(&a, &version);
     let asked = t.converse(&[(&store_prompt(), STORE_PASS), (&confirm, "n")]);
-    let (_, waiting) = asked.iter().find(|(p, _)| *p == confirm).unwrap();
-    show("backup delete: the confirmation", waiting);
+    let waiting = screens_at(&asked, &confirm);
+    show("backup delete: the confirmation", waiting[0]);
     let f = t.expect_exit(1);
     show("backup delete: answered n", &f);
     assert!(f.text.contains("cancelled"), "{f}");
     plain_ok(&a, &["backup", "info", "--version", &version]);
     // Ctrl-C at the confirmation: 130, the backup still there.
-    let work = a.work_names();
-    let store = tree(&store_dir(&a));
-    let mut t = Term::spawn(&a, &["backup", "delete", "--version", &version]);
+    let before = before_ctrl_c(&a);
+    let mut t = delete_at_terminal(&a, &version);
     interrupt_at(
         &mut t,
         &a,
-        &work,
-        &store,
+        &before,
         &[(&store_prompt(), STORE_PASS)],
         &confirm,
     );
     plain_ok(&a, &["backup", "info", "--version", &version]);
     // "y" deletes it.
-    let mut t = Term::spawn(&a, &["backup", "delete", "--version", &version]);
+    let mut t = delete_at_terminal(&a, &version);
     t.converse(&[(&store_prompt(), STORE_PASS), (&confirm, "y")]);
     let f = t.expect_exit(0);
     show("backup delete: answered y", &f);
@@ -1147,6 +1049,5 @@ fn backup_upload_download_check_and_delete_at_the_terminal() {
         &f,
         &format!("Deleted backup version {version} (3 keys)."),
     );
-    let out = plain(&a, &["backup", "info", "--version", &version]);
-    assert_eq!(out.status.code(), Some(10), "{}", common::text(&out.stderr));
+    plain_code(&a, &["backup", "info", "--version", &version], 10);
 }
