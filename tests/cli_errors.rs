@@ -1189,17 +1189,7 @@ fn decrypt_of_sessions_mixed_with_junk_writes_the_sessions_exactly() {
     assert_eq!(text(&bytes), format!("[{a_text},{b_text}]\n"));
     std::fs::remove_file(env.path("out.json")).unwrap();
 
-    let out = env
-        .cmd()
-        .arg("--json")
-        .arg("decrypt")
-        .arg(&f)
-        .arg("-o")
-        .arg(env.path("out.json"))
-        .arg("--passphrase-file")
-        .arg(env.pass_file())
-        .output()
-        .unwrap();
+    let out = decrypt(&env, &f, &["--json"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     let r = common::one_json(&out);
     assert_eq!(r["entries"], 6, "{r}");

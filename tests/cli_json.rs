@@ -37,13 +37,8 @@ fn store() -> Env {
 #[test]
 fn init_json() {
     let env = Env::new();
-    let sp = env.store_pass_file();
     let out = env
-        .cmd()
-        .arg("--store")
-        .arg(env.store())
-        .arg("--store-passphrase-file")
-        .arg(&sp)
+        .scmd()
         .args(["--json", "init", "--store-kdf-rounds", "1000"])
         .output()
         .unwrap();

@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{Env, PASS, STORE_PASS, assert_error, element, fixture, text};
+use common::{Env, PASS, STORE_PASS, assert_error, element, fixture, one_json, text};
 use serde_json::{Value, json};
 
 /// element-one.json's exact bytes.
@@ -903,6 +903,25 @@ fn json_warnings_are_json_lines() {
     assert_eq!(r["rounds"], json!(1000));
 }
 
+/// `export -o NAME --passphrase-file PASS` from a store holding element-three.
+fn export_with(env: &Env, json: bool, name: &str, pass: &Path) -> Output {
+    let mut c = env.scmd();
+    if json {
+        c.arg("--json");
+    }
+    c.args([
+        "export",
+        "-o",
+        name,
+        "--rounds",
+        "1000",
+        "--passphrase-file",
+    ])
+    .arg(pass)
+    .output()
+    .unwrap()
+}
+
 /// A weak new passphrase from a file is used, with one warning that never shows it; `--json`
 /// reports its score. A strong one passes without a word.
 #[test]
@@ -911,15 +930,9 @@ fn weak_new_passphrases_from_files_are_used_with_a_warning() {
     env.init_store();
     env.import_ok(&[&fixture("export/element-three.txt")]);
     let weak = env.write_secret("weak.txt", "hunter22\n");
-    let out = env
-        .scmd()
-        .args(["--json", "export", "-o", "weak-out.txt", "--rounds", "1000"])
-        .arg("--passphrase-file")
-        .arg(&weak)
-        .output()
-        .unwrap();
+    let out = export_with(&env, true, "weak-out.txt", &weak);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = one_json(&out);
     assert_eq!(report["passphrase_strength"]["weak"], true);
     assert!(report["passphrase_strength"]["score"].as_u64().unwrap() < 3);
     let stderr = text(&out.stderr);
@@ -947,13 +960,7 @@ fn weak_new_passphrases_from_files_are_used_with_a_warning() {
     );
 
     // Human output: one plain warning line.
-    let out = env
-        .scmd()
-        .args(["export", "-o", "weak-out2.txt", "--rounds", "1000"])
-        .arg("--passphrase-file")
-        .arg(&weak)
-        .output()
-        .unwrap();
+    let out = export_with(&env, false, "weak-out2.txt", &weak);
     let stderr = text(&out.stderr);
     let weak_lines: Vec<&str> = stderr.lines().filter(|l| l.contains("is weak")).collect();
     assert_eq!(weak_lines.len(), 1, "{stderr}");
@@ -963,24 +970,10 @@ fn weak_new_passphrases_from_files_are_used_with_a_warning() {
     );
 
     let strong = env.write_secret("strong.txt", "violet-anchor-88-marmalade-tundra\n");
-    let out = env
-        .scmd()
-        .args([
-            "--json",
-            "export",
-            "-o",
-            "strong-out.txt",
-            "--rounds",
-            "1000",
-        ])
-        .arg("--passphrase-file")
-        .arg(&strong)
-        .output()
-        .unwrap();
+    let out = export_with(&env, true, "strong-out.txt", &strong);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
-        report["passphrase_strength"],
+        one_json(&out)["passphrase_strength"],
         json!({"score": 4, "weak": false})
     );
     assert!(
@@ -996,17 +989,12 @@ fn init_reports_the_store_passphrase_strength() {
     let env = Env::new();
     let weak = env.write_secret("weak-store.txt", "password1\n");
     let out = env
-        .cmd()
-        .arg("--store")
-        .arg(env.store())
-        .arg("--store-passphrase-file")
-        .arg(&weak)
+        .scmd_with_pass(&weak)
         .args(["--json", "init", "--store-kdf-rounds", "1000"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["passphrase_strength"]["weak"], true);
+    assert_eq!(one_json(&out)["passphrase_strength"]["weak"], true);
     assert!(text(&out.stderr).contains("the store passphrase is weak"));
     assert!(!text(&out.stderr).contains("password1"));
 }

@@ -51,6 +51,19 @@ struct Rule {
     act: Act,
 }
 
+fn rule(prefix: &'static str, nth: usize, act: Act) -> Rule {
+    Rule { prefix, nth, act }
+}
+
+/// `whoami` answers for @alice, every time.
+fn whoami_ok() -> Rule {
+    rule(
+        WHOAMI,
+        0,
+        answer(200, json!({"user_id": "@alice:example.org"})),
+    )
+}
+
 #[derive(Default)]
 struct State {
     rules: Vec<Rule>,
@@ -399,16 +412,12 @@ fn quiet_prints_no_retry_line() {
 #[test]
 fn server_errors_are_named_in_each_retry_line() {
     let server = Server::start(vec![
-        Rule {
-            prefix: WHOAMI,
-            nth: 0,
-            act: answer(200, json!({"user_id": "@alice:example.org"})),
-        },
-        Rule {
-            prefix: VERSION,
-            nth: 0,
-            act: answer(503, json!({"errcode": "M_UNKNOWN", "error": "try later"})),
-        },
+        whoami_ok(),
+        rule(
+            VERSION,
+            0,
+            answer(503, json!({"errcode": "M_UNKNOWN", "error": "try later"})),
+        ),
     ]);
     let env = Env::new();
     let r = env.run(&[], &server, &["--timeout", "1", "--attempts", "4"]);
@@ -430,21 +439,13 @@ fn server_errors_are_named_in_each_retry_line() {
 #[test]
 fn a_short_rate_limit_is_honoured_and_shown() {
     let server = Server::start(vec![
-        Rule {
-            prefix: WHOAMI,
-            nth: 1,
-            act: rate_limited(20),
-        },
-        Rule {
-            prefix: WHOAMI,
-            nth: 0,
-            act: answer(200, json!({"user_id": "@alice:example.org"})),
-        },
-        Rule {
-            prefix: VERSION,
-            nth: 0,
-            act: answer(404, json!({"errcode": "M_NOT_FOUND", "error": "No backup"})),
-        },
+        rule(WHOAMI, 1, rate_limited(20)),
+        whoami_ok(),
+        rule(
+            VERSION,
+            0,
+            answer(404, json!({"errcode": "M_NOT_FOUND", "error": "No backup"})),
+        ),
     ]);
     let env = Env::new();
     let r = env.run(&[], &server, &["--timeout", "1"]);
@@ -463,11 +464,7 @@ fn a_short_rate_limit_is_honoured_and_shown() {
 
 #[test]
 fn a_long_rate_limit_gives_up_at_once_saying_when_to_retry() {
-    let server = Server::start(vec![Rule {
-        prefix: WHOAMI,
-        nth: 0,
-        act: rate_limited(600_000),
-    }]);
+    let server = Server::start(vec![rule(WHOAMI, 0, rate_limited(600_000))]);
     let env = Env::new();
     let r = env.run(&[], &server, &["--timeout", "1"]);
     assert_error(
@@ -480,11 +477,7 @@ fn a_long_rate_limit_gives_up_at_once_saying_when_to_retry() {
     assert_eq!(server.seen(WHOAMI), 1);
 
     // Within the cap (60 s) but past the request's deadline: the same, at once.
-    let server = Server::start(vec![Rule {
-        prefix: WHOAMI,
-        nth: 0,
-        act: rate_limited(30_000),
-    }]);
+    let server = Server::start(vec![rule(WHOAMI, 0, rate_limited(30_000))]);
     let r = env.run(&[], &server, &["--timeout", "1", "--retry-for", "5"]);
     assert_error(
         &r,
@@ -499,11 +492,7 @@ fn a_long_rate_limit_gives_up_at_once_saying_when_to_retry() {
 #[test]
 fn ctrl_c_during_a_wait_exits_130() {
     // A 429 asking for 50 s (within the cap and the deadline): mxkeys waits; Ctrl-C ends it.
-    let server = Server::start(vec![Rule {
-        prefix: WHOAMI,
-        nth: 0,
-        act: rate_limited(50_000),
-    }]);
+    let server = Server::start(vec![rule(WHOAMI, 0, rate_limited(50_000))]);
     let env = Env::new();
     let mut child = env
         .command(true, &[], &server, &["--timeout", "1"])

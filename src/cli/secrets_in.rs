@@ -228,9 +228,9 @@ impl Source {
         Ok((chosen, strength, Origin::Prompt))
     }
 
-    /// Ask again on the terminal, with this question (after a wrong passphrase).
-    pub fn prompt_again(&self, question: &str) -> anyhow::Result<Passphrase> {
-        prompt::secret(&format!("{question}: "))
+    /// Ask again on the terminal, with the same question (after a wrong passphrase).
+    pub fn prompt_again(&self) -> anyhow::Result<Passphrase> {
+        prompt::secret(&format!("{}: ", self.question()))
     }
 
     fn read_file(&self, ui: &Ui, p: &Path, stdin_is_data: bool) -> anyhow::Result<Passphrase> {

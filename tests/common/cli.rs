@@ -79,6 +79,17 @@ impl Env {
         c
     }
 
+    /// `mxkeys --store STORE --store-passphrase-file PASS`: the store with another passphrase
+    /// file (for `init` with a chosen passphrase).
+    pub fn scmd_with_pass(&self, pass: &std::path::Path) -> Command {
+        let mut c = self.cmd();
+        c.arg("--store")
+            .arg(self.store())
+            .arg("--store-passphrase-file")
+            .arg(pass);
+        c
+    }
+
     /// Create a sealed store with cheap KDF settings.
     pub fn init_store(&self) {
         self.scmd()

@@ -121,10 +121,7 @@ impl<'a> Context<'a> {
                     ));
                     locked = l;
                     tries += 1;
-                    pass = source.prompt_again(&format!(
-                        "Store passphrase (mxkeys store at {})",
-                        self.store_dir_shown()
-                    ))?;
+                    pass = source.prompt_again()?;
                 }
                 Err((_, e)) => return Err(e.into()),
             }
@@ -272,11 +269,13 @@ impl ExportUnlocker {
         reader: ExportReader<File>,
         progress: &dyn Progress,
     ) -> anyhow::Result<UnlockedExport<File>> {
-        let question = format!("Passphrase for {}", mxkeys::session::sanitize(label));
+        let source = self.source.clone().with_prompt(format!(
+            "Passphrase for {}",
+            mxkeys::session::sanitize(label)
+        ));
         // Whether the passphrase in hand was typed for this very file.
         let mut typed_for_this = false;
         if self.current.is_none() {
-            let source = self.source.clone().with_prompt(question.clone());
             let got = source.resolve(ui, self.stdin_is_data)?;
             typed_for_this = got.1 == Origin::Prompt;
             self.current = Some(got);
@@ -305,7 +304,7 @@ impl ExportUnlocker {
                     }
                     reader = r;
                     tries += 1;
-                    self.current = Some((self.source.prompt_again(&question)?, Origin::Prompt));
+                    self.current = Some((source.prompt_again()?, Origin::Prompt));
                 }
                 Err((_, e)) => return Err(anyhow::Error::new(e).context(label.to_string())),
             }
