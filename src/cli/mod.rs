@@ -308,11 +308,12 @@ pub struct ImportArgs {
 #[derive(Debug, Args, Clone, Default)]
 pub struct ClientStoreArgs {
     /// Read the keys of another client's store: matrix-nio's store directory or
-    /// {user}_{device}.db, pantalaimon's data directory or pan.db (never modified)
+    /// {user}_{device}.db, pantalaimon's data directory or pan.db, a matrix-sdk store directory
+    /// (matrix-sdk-crypto.sqlite3); read from a copy, never modified
     #[arg(long, value_name = "PATH", value_hint = ValueHint::AnyPath, help_heading = "Client store")]
     pub client_store: Option<PathBuf>,
     /// The store's kind instead of detecting it
-    #[arg(long, value_name = "KIND", value_parser = ["nio", "pantalaimon"], requires = "client_store", help_heading = "Client store")]
+    #[arg(long, value_name = "KIND", value_parser = ["nio", "pantalaimon", "matrix-sdk"], requires = "client_store", help_heading = "Client store")]
     pub client_store_kind: Option<String>,
     /// The account to read, for stores of several (pantalaimon): @user:server or @user:server/DEVICE
     #[arg(
