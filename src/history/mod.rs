@@ -1,7 +1,10 @@
-//! Room history: which encrypted events the keys in hand decrypt, and why the others do not.
+//! Room history: which encrypted events the keys in hand decrypt, and why the others do not;
+//! and the decrypted history itself.
 //!
 //! [`classify`] gives each encrypted event one class and aggregates them per room and session;
-//! [`check`] drives reading, decrypting in batches and classifying, in bounded memory.
+//! [`check`] drives reading, decrypting in batches and classifying, in bounded memory;
+//! [`export`] writes the decrypted history as JSON lines, text or HTML.
 
 pub mod check;
 pub mod classify;
+pub mod export;

@@ -16,7 +16,7 @@ use super::{Context, check_stdin_once, open_input};
 use crate::cli::HistoryCheckArgs;
 use crate::cli::exit::{CliError, Code};
 
-const EVENTS_HINT: &str = "give saved /messages responses (objects with \"chunk\"), JSON arrays of events, or JSON lines of events";
+pub const EVENTS_HINT: &str = "give saved /messages responses (objects with \"chunk\"), JSON arrays of events, or JSON lines of events";
 
 /// Open an input (`-` is stdin).
 fn open(path: &Path) -> anyhow::Result<(String, Box<dyn std::io::Read>)> {
@@ -24,7 +24,10 @@ fn open(path: &Path) -> anyhow::Result<(String, Box<dyn std::io::Read>)> {
     Ok((input.label, Box::new(input.file)))
 }
 
-fn read_backup(path: &Path, bar: &dyn mxkeys::progress::Progress) -> anyhow::Result<BackupIndex> {
+pub fn read_backup(
+    path: &Path,
+    bar: &dyn mxkeys::progress::Progress,
+) -> anyhow::Result<BackupIndex> {
     let (label, r) = open(path)?;
     BackupIndex::from_saved_response(BufReader::with_capacity(1 << 16, r), bar).map_err(|e| match e {
         mxkeys::Error::NotAKeyExport(m) => CliError::new(
