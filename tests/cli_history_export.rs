@@ -501,3 +501,216 @@ fn online_export_is_refused_clearly_for_now() {
     assert_error(&o, 2, "not built yet", "--from-messages");
     assert!(!out.exists());
 }
+
+/// `--media` against the real homeserver: the `matrix-encrypt-attachment` fixture uploaded as
+/// it is (saved, decrypted to the exact plaintext) and tampered (reported, not saved), plain
+/// media, and media the server does not have; the export goes on.
+#[test]
+fn media_are_downloaded_checked_and_saved_privately() {
+    let hs = common::synapse::require_hs!();
+    let env = Env::for_homeserver(&hs.base);
+    let user = hs.register("export-media");
+    let api = hs.api(&user);
+    let att = |name: &str| std::fs::read(fixture(&format!("attachment/{name}"))).unwrap();
+    let file_json = |name: &str, url: &str| {
+        let mut f: Value = serde_json::from_slice(&att(&format!("{name}.file.json"))).unwrap();
+        f["url"] = url.into();
+        f
+    };
+    let pixel_mxc = api.upload(&att("pixel.png.enc"));
+    let mut tampered = att("hello.txt.enc");
+    tampered[0] ^= 0x80;
+    let tampered_mxc = api.upload(&tampered);
+    let plain_mxc = api.upload(b"plain media bytes");
+    let gone_mxc = format!(
+        "mxc://{}/NoSuchMedia",
+        pixel_mxc
+            .trim_start_matches("mxc://")
+            .split('/')
+            .next()
+            .unwrap()
+    );
+    let mut g = new_group();
+    env.init_store_with(&[entry(&g, ROOM, 0)]);
+    let mut n = 0;
+    let mut msg = |content: Value, id: &str| {
+        n += 1;
+        encrypted_event(
+            &mut g,
+            ROOM,
+            ROOM,
+            ("m.room.message", content),
+            (id, ALICE, at(n)),
+        )
+    };
+    let events = vec![
+        msg(
+            json!({"msgtype": "m.image", "body": "pixel.png", "file": file_json("pixel.png", &pixel_mxc)}),
+            "$img",
+        ),
+        msg(
+            json!({"msgtype": "m.file", "body": "hello.txt", "file": file_json("hello.txt", &tampered_mxc)}),
+            "$bad",
+        ),
+        msg(
+            json!({"msgtype": "m.file", "body": "notes.txt", "url": plain_mxc}),
+            "$plain",
+        ),
+        msg(
+            json!({"msgtype": "m.file", "body": "gone.txt", "url": gone_mxc}),
+            "$gone",
+        ),
+        msg(
+            json!({"msgtype": "m.text", "body": "look", "format": "org.matrix.custom.html",
+                   "formatted_body": format!("<p>inline <img src=\"{pixel_mxc}\" alt=\"px\"></p>")}),
+            "$inline",
+        ),
+    ];
+    let page = env.write(
+        "page.json",
+        serde_json::to_vec(&json!({"chunk": events})).unwrap(),
+    );
+    let token = env.token_file("token.txt", &user.token);
+    let out = env.path("room.html");
+    let media = env.path("media");
+    let o = export(
+        &env,
+        &[&page],
+        &[
+            "--json",
+            "--format",
+            "html",
+            "-o",
+            out.to_str().unwrap(),
+            "--media",
+            media.to_str().unwrap(),
+            "--homeserver",
+            &hs.base,
+            "--access-token-file",
+            token.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(3), "stderr: {}", text(&o.stderr));
+    let v = one_json(&o);
+    assert_eq!(v["media"]["saved"], 2, "{v}");
+    assert_eq!(v["media"]["failed"], 2, "{v}");
+    let stderr = text(&o.stderr);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("$bad") && l.contains("SHA-256")),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("$gone") && l.contains("not saved")),
+        "{stderr}"
+    );
+    assert_eq!(mode(&media), 0o700);
+    let saved = common::dir_names(&media);
+    assert_eq!(saved.len(), 2, "{saved:?}");
+    let pixel_id = pixel_mxc.rsplit('/').next().unwrap();
+    let pixel = media.join(format!("{pixel_id}-pixel.png"));
+    assert_eq!(std::fs::read(&pixel).unwrap(), att("pixel.png"));
+    assert_eq!(mode(&pixel), 0o600);
+    let plain = media.join(format!(
+        "{}-notes.txt",
+        plain_mxc.rsplit('/').next().unwrap()
+    ));
+    assert_eq!(std::fs::read(&plain).unwrap(), b"plain media bytes");
+    let h = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        h.contains(&format!("<img src=\"media/{pixel_id}-pixel.png\"")),
+        "{h}"
+    );
+    assert!(
+        h.contains(&format!(
+            "<img src=\"media/{pixel_id}-pixel.png\" alt=\"px\">"
+        )),
+        "inline image: {h}"
+    );
+    assert!(h.contains("media not saved"), "{h}");
+    assert!(!h.contains("mxc://"), "{h}");
+}
+
+/// A server without the authenticated media endpoint (404 `M_UNRECOGNIZED`, or a 404 that is
+/// not a Matrix error): the legacy `/_matrix/media/v3/download` is asked instead.
+#[test]
+fn media_fall_back_to_the_legacy_endpoint() {
+    use common::fault_proxy::{Action, FaultProxy};
+    let hs = common::synapse::require_hs!();
+    let user = hs.register("export-legacy");
+    let pixel_enc = std::fs::read(fixture("attachment/pixel.png.enc")).unwrap();
+    let mut file: Value =
+        serde_json::from_slice(&std::fs::read(fixture("attachment/pixel.png.file.json")).unwrap())
+            .unwrap();
+    file["url"] = "mxc://localhost/OldServerMedia".into();
+    for v1_answer in [
+        Action::matrix_error(404, "M_UNRECOGNIZED", "Unrecognized request"),
+        Action::RespondBytes {
+            status: 404,
+            body: std::sync::Arc::new(b"<html>Not Found</html>".to_vec()),
+        },
+    ] {
+        let proxy = FaultProxy::start(&hs.base);
+        proxy.rule("GET", "/_matrix/client/v1/media/download/", 0, v1_answer);
+        proxy.rule(
+            "GET",
+            "/_matrix/media/v3/download/localhost/OldServerMedia",
+            0,
+            Action::RespondBytes {
+                status: 200,
+                body: std::sync::Arc::new(pixel_enc.clone()),
+            },
+        );
+        let env = Env::for_homeserver(&proxy.url());
+        let mut g = new_group();
+        env.init_store_with(&[entry(&g, ROOM, 0)]);
+        let ev = encrypted_event(
+            &mut g,
+            ROOM,
+            ROOM,
+            (
+                "m.room.message",
+                json!({"msgtype": "m.image", "body": "pixel.png", "file": file}),
+            ),
+            ("$img", ALICE, at(1)),
+        );
+        let page = env.write("page.json", serde_json::to_vec(&json!([ev])).unwrap());
+        let token = env.token_file("token.txt", &user.token);
+        let out = env.path("room.jsonl");
+        let media = env.path("media");
+        let url = proxy.url();
+        let o = export(
+            &env,
+            &[&page],
+            &[
+                "-o",
+                out.to_str().unwrap(),
+                "--media",
+                media.to_str().unwrap(),
+                "--homeserver",
+                &url,
+                "--access-token-file",
+                token.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(o.status.code(), Some(0), "stderr: {}", text(&o.stderr));
+        assert_eq!(proxy.count("GET", "/_matrix/client/v1/media/download/"), 1);
+        assert_eq!(proxy.count("GET", "/_matrix/media/v3/download/"), 1);
+        assert_eq!(
+            std::fs::read(media.join("OldServerMedia-pixel.png")).unwrap(),
+            std::fs::read(fixture("attachment/pixel.png")).unwrap()
+        );
+        let line = &lines(&out)[0];
+        assert_eq!(
+            line["mxkeys"]["media"][0]["mxc"],
+            "mxc://localhost/OldServerMedia"
+        );
+        assert_eq!(
+            line["mxkeys"]["media"][0]["saved"],
+            "media/OldServerMedia-pixel.png"
+        );
+    }
+}

@@ -223,6 +223,8 @@ pub struct Summary {
     pub duplicates: u64,
     /// Events of rooms not asked for.
     pub other_rooms: u64,
+    /// Events outside `--since`/`--until`.
+    pub outside_dates: u64,
 }
 
 /// The whole export, gathered.
@@ -233,6 +235,8 @@ pub struct History {
     by_room: BTreeMap<String, Vec<Event>>,
     seen: HashSet<String>,
     next_seq: u64,
+    since_ms: Option<u64>,
+    until_ms: Option<u64>,
     summary: Summary,
     /// Originals of encrypted events kept by the reader, in input order.
     originals: std::collections::VecDeque<Map<String, Value>>,
@@ -249,6 +253,14 @@ impl History {
         }
     }
 
+    /// Only events from `since_ms` to `until_ms` (inclusive, ms since the epoch); events
+    /// without a time are kept.
+    pub fn with_dates(mut self, since_ms: Option<u64>, until_ms: Option<u64>) -> History {
+        self.since_ms = since_ms;
+        self.until_ms = until_ms;
+        self
+    }
+
     /// Is `room` asked for?
     pub fn wants(&self, room: &str) -> bool {
         self.rooms.is_empty() || self.rooms.iter().any(|r| r == room)
@@ -262,6 +274,12 @@ impl History {
     }
 
     fn take(&mut self, room: String, mut e: Event) {
+        if let Some(ts) = e.event.get("origin_server_ts").and_then(Value::as_u64)
+            && (self.since_ms.is_some_and(|s| ts < s) || self.until_ms.is_some_and(|u| ts > u))
+        {
+            self.summary.outside_dates += 1;
+            return;
+        }
         if let Some(id) = e.str("event_id").map(str::to_owned)
             && !self.seen.insert(id)
         {
@@ -877,6 +895,29 @@ mod tests {
     }
 
     #[test]
+    fn dates_bound_the_export() {
+        let mut h = History::new(vec![], Some("!d".into())).with_dates(Some(10), Some(20));
+        for (i, ts) in [5u64, 10, 20, 21].iter().enumerate() {
+            h.add(Seen::Other(
+                i as u64,
+                json!({"type": "m.room.message", "event_id": format!("${ts}"), "origin_server_ts": ts, "content": {}})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            ))
+            .unwrap_or_default();
+        }
+        let (rooms, s) = h.finish();
+        assert_eq!(s.outside_dates, 2);
+        let ids: Vec<&str> = rooms[0]
+            .events
+            .iter()
+            .filter_map(|e| e.str("event_id"))
+            .collect();
+        assert_eq!(ids, ["$10", "$20"]);
+    }
+
+    #[test]
     fn history_dedupes_and_orders() {
         let mut h = History::new(vec![], Some("!d".into()));
         for (i, (id, ts)) in [("$a", 20u64), ("$b", 10), ("$a", 20), ("$c", 10)]
@@ -893,6 +934,7 @@ mod tests {
             .unwrap();
         }
         let (rooms, s) = h.finish();
+        assert_eq!(s.outside_dates, 0);
         assert_eq!(s.duplicates, 1);
         assert_eq!(s.unencrypted, 3);
         assert_eq!(rooms.len(), 1);
