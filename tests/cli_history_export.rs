@@ -130,7 +130,14 @@ fn story() -> Story {
         11,
         text_msg("now I am Robert"),
     ));
-    events.push(member("$leave", ALICE, 12, json!({"membership": "leave"})));
+    events.push(plain(
+        "m.reaction",
+        "$react",
+        ALICE,
+        12,
+        json!({"m.relates_to": {"rel_type": "m.annotation", "event_id": "$after", "key": "👍"}}),
+    ));
+    events.push(member("$leave", ALICE, 13, json!({"membership": "leave"})));
     Story {
         env,
         events,
@@ -181,7 +188,7 @@ fn jsonl_has_every_event_once_with_its_class() {
     assert_eq!(v["duplicates"], 2, "{v}");
     assert_eq!(v["counts"]["decrypted"], 5);
     assert_eq!(v["counts"]["missing"], 1);
-    assert_eq!(v["unencrypted"], 6);
+    assert_eq!(v["unencrypted"], 7);
     assert_eq!(v["events"], s.events.len());
     assert_eq!(v["rooms"][0]["room_id"], ROOM);
     assert_eq!(v["format"], "jsonl");
@@ -263,7 +270,8 @@ fn txt_reads_like_the_conversation() {
         ),
         "[2023-11-14 22:23] * Bob changed their display name to Robert",
         "[2023-11-14 22:24] Robert: now I am Robert",
-        "[2023-11-14 22:25] * Alice left",
+        "[2023-11-14 22:25] * Alice reacted 👍 to Robert's message \"now I am Robert\"",
+        "[2023-11-14 22:26] * Alice left",
     ];
     assert_eq!(t.lines().collect::<Vec<_>>(), want, "{t}");
     // The edit and the redaction are applied, not shown; what was deleted is gone.
@@ -431,6 +439,14 @@ fn rooms_not_asked_for_are_left_out_and_counted() {
     let mut events = s.events.clone();
     events.push(json!({"type": "m.room.message", "event_id": "$elsewhere", "room_id": "!other:example.org",
                        "sender": ALICE, "origin_server_ts": at(20), "content": text_msg("elsewhere")}));
+    let mut g = new_group();
+    events.push(encrypted_event(
+        &mut g,
+        "!other:example.org",
+        "!other:example.org",
+        ("m.room.message", text_msg("elsewhere too")),
+        ("$elsewhere-enc", ALICE, at(21)),
+    ));
     let page = s.env.write(
         "page.json",
         serde_json::to_vec(&json!({"chunk": events})).unwrap(),
@@ -442,7 +458,7 @@ fn rooms_not_asked_for_are_left_out_and_counted() {
         &["--json", "--room", ROOM, "-o", out.to_str().unwrap()],
     );
     let v = one_json(&o);
-    assert_eq!(v["other_rooms"], 1);
+    assert_eq!(v["other_rooms"], 2);
     assert_eq!(lines(&out).len(), s.events.len());
 }
 

@@ -164,8 +164,11 @@ fn read_offline(
             ReadError::Sink(e) => anyhow::Error::from(e),
         })?;
     }
-    checker.finish(store, bar)?;
-    Ok(history.into_inner().finish())
+    let report = checker.finish(store, bar)?;
+    let (rooms, mut summary) = history.into_inner().finish();
+    // Encrypted events of other rooms never reach the export: the check counted them.
+    summary.other_rooms += report.other_rooms;
+    Ok((rooms, summary))
 }
 
 /// Save every media item; paths in the output are relative to the output file when they can be.

@@ -719,6 +719,34 @@ impl<'a> Timeline<'a> {
                         text: format!("{} changed the topic to {t}", who(&current, sender)),
                     });
                 }
+                "m.reaction" => {
+                    let r = relates_to(c);
+                    let key = r
+                        .and_then(|r| r.get("key"))
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
+                    let what = r
+                        .and_then(|r| r.get("event_id"))
+                        .and_then(Value::as_str)
+                        .and_then(|t| by_id.get(t))
+                        .map(|t| {
+                            let body = t
+                                .content()
+                                .get("body")
+                                .and_then(Value::as_str)
+                                .unwrap_or("");
+                            format!(
+                                "{}'s message \"{}\"",
+                                who(&current, t.str("sender")),
+                                short(strip_reply_fallback(body))
+                            )
+                        })
+                        .unwrap_or_else(|| "a message not in this export".into());
+                    items.push(Item::Notice {
+                        event: e,
+                        text: format!("{} reacted {key} to {what}", who(&current, sender)),
+                    });
+                }
                 "m.room.create" => items.push(Item::Notice {
                     event: e,
                     text: format!("{} created the room", who(&current, sender)),
