@@ -509,13 +509,246 @@ fn the_check_hands_every_event_over_in_input_order() {
 }
 
 #[test]
-fn online_export_is_refused_clearly_for_now() {
+fn online_export_needs_the_rooms_named() {
     let env = Env::new();
     env.init_store();
     let out = env.path("x.jsonl");
-    let o = export(&env, &[], &["--room", ROOM, "-o", out.to_str().unwrap()]);
-    assert_error(&o, 2, "not built yet", "--from-messages");
+    let o = export(&env, &[], &["-o", out.to_str().unwrap()]);
+    assert_error(&o, 2, "no room to export", "--room");
     assert!(!out.exists());
+    let o = export(
+        &env,
+        &[],
+        &[
+            "--room",
+            ROOM,
+            "--since",
+            "2024-02-01",
+            "--until",
+            "2024-01-01",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_error(&o, 2, "--since is after --until", "earlier");
+    let o = export(
+        &env,
+        &[],
+        &[
+            "--room",
+            ROOM,
+            "--since",
+            "yesterday-ish",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_error(&o, 2, "is not a date", "YYYY-MM-DD");
+}
+
+#[test]
+fn dates_bound_an_offline_export() {
+    let s = story();
+    let page = s.env.write(
+        "page.json",
+        serde_json::to_vec(&json!({"chunk": s.events})).unwrap(),
+    );
+    let out = s.env.path("room.jsonl");
+    // Events 4 to 7 (22:17:20 to 22:20:20 UTC).
+    let o = export(
+        &s.env,
+        &[&page],
+        &[
+            "--json",
+            "--since",
+            "2023-11-14T22:17Z",
+            "--until",
+            "2023-11-14T22:21Z",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    let v = one_json(&o);
+    let ids: Vec<String> = lines(&out)
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["$helo", "$edit", "$reply", "$oops"], "{v}");
+    assert_eq!(v["outside_dates"], s.events.len() - 4);
+}
+
+/// Online: a real room on Synapse, paged oldest first; the edit's relation only in the clear
+/// (as Element sends it), a redaction, a display name, an event nobody can decrypt.
+#[test]
+fn online_export_of_a_real_room() {
+    let hs = common::synapse::require_hs!();
+    let env = Env::for_homeserver(&hs.base);
+    let user = hs.register("export-online");
+    let api = hs.api(&user);
+    let room = api.ok(
+        "POST",
+        "createRoom",
+        Some(&json!({"name": "Export room", "initial_state": [{"type": "m.room.encryption", "state_key": "",
+            "content": {"algorithm": "m.megolm.v1.aes-sha2"}}]})),
+    )["room_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = common::synapse::enc(&room);
+    api.ok(
+        "PUT",
+        &format!(
+            "profile/{}/displayname",
+            common::synapse::enc(&user.user_id)
+        ),
+        Some(&json!({"displayname": "Exporter"})),
+    );
+    let mut held = new_group();
+    let mut lost = new_group();
+    env.init_store_with(&[entry(&held, &room, 0)]);
+    let mut txn = 0;
+    let mut send = |ty: &str, content: Value| -> String {
+        txn += 1;
+        api.ok(
+            "PUT",
+            &format!("rooms/{r}/send/{ty}/t{txn}"),
+            Some(&content),
+        )["event_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let wire = |g: &mut vodozemac::megolm::GroupSession, content: Value| {
+        encrypted_event(
+            g,
+            &room,
+            &room,
+            ("m.room.message", content),
+            ("$x", ALICE, 0),
+        )["content"]
+            .clone()
+    };
+    let plain_id = send("m.room.message", text_msg("plain hello"));
+    let secret_id = send("m.room.encrypted", wire(&mut held, text_msg("secret one")));
+    let mut edit = wire(
+        &mut held,
+        json!({"msgtype": "m.text", "body": "* secret one, edited", "m.new_content": text_msg("secret one, edited")}),
+    );
+    edit["m.relates_to"] = json!({"rel_type": "m.replace", "event_id": secret_id});
+    send("m.room.encrypted", edit);
+    let lost_id = send("m.room.encrypted", wire(&mut lost, text_msg("gone")));
+    let oops_id = send("m.room.message", text_msg("oops plain"));
+    api.ok(
+        "PUT",
+        &format!(
+            "rooms/{r}/redact/{}/t-redact",
+            common::synapse::enc(&oops_id)
+        ),
+        Some(&json!({"reason": "typo"})),
+    );
+    let token = env.token_file("token.txt", &user.token);
+    let net = [
+        "--homeserver",
+        hs.base.as_str(),
+        "--access-token-file",
+        token.to_str().unwrap(),
+    ];
+    let txt = env.path("room.txt");
+    let mut args = vec![
+        "--format",
+        "txt",
+        "--room",
+        room.as_str(),
+        "-o",
+        txt.to_str().unwrap(),
+    ];
+    args.extend(net);
+    let o = export(&env, &[], &args);
+    assert_eq!(o.status.code(), Some(3), "stderr: {}", text(&o.stderr));
+    let t = std::fs::read_to_string(&txt).unwrap();
+    assert!(t.starts_with(&format!("# Export room ({room})")), "{t}");
+    // Names as they were: the localpart until the display name was set.
+    let before = &user.localpart;
+    for want in [
+        format!("* {before} joined"),
+        format!("* {before} set who can join to invite"),
+        format!("* {before} turned on end-to-end encryption"),
+        format!("* {before} changed the room name to Export room"),
+        format!("* {before} changed their display name to Exporter"),
+        "Exporter: plain hello".into(),
+        "Exporter: secret one, edited (edited)".into(),
+        "Exporter: (undecryptable: missing".into(),
+        "Exporter: (message deleted by Exporter: typo)".into(),
+    ] {
+        assert_eq!(
+            t.lines().filter(|l| l.contains(&want)).count(),
+            1,
+            "{want} once in:\n{t}"
+        );
+    }
+    for gone in ["* secret one, edited", "oops plain", "\"secret one\""] {
+        assert!(!t.contains(gone), "{gone} in {t}");
+    }
+    // JSON lines: every event once, oldest first; the edit's clear relation kept.
+    let jl = env.path("room.jsonl");
+    let mut args = vec![
+        "--json",
+        "--room",
+        room.as_str(),
+        "-o",
+        jl.to_str().unwrap(),
+    ];
+    args.extend(net);
+    let o = export(&env, &[], &args);
+    let v = one_json(&o);
+    assert_eq!(v["counts"]["decrypted"], 2, "{v}");
+    assert_eq!(v["counts"]["missing"], 1, "{v}");
+    assert_eq!(v["rooms"][0]["name"], "Export room");
+    let got = lines(&jl);
+    let ids: Vec<&str> = got
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    let unique: std::collections::HashSet<&&str> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len());
+    let pos = |id: &str| ids.iter().position(|i| *i == id).unwrap();
+    assert!(pos(&plain_id) < pos(&secret_id) && pos(&secret_id) < pos(&lost_id));
+    assert_eq!(got[0]["type"], "m.room.create");
+    let edit = got
+        .iter()
+        .find(|e| e["content"]["m.new_content"].is_object())
+        .unwrap();
+    assert_eq!(
+        edit["content"]["m.relates_to"]["event_id"],
+        secret_id.as_str()
+    );
+    assert_eq!(edit["mxkeys"]["class"], "decrypted");
+    // Dates: the last day holds the whole room; nothing of it is from before 2001.
+    let all = v["events"].as_u64().unwrap();
+    let day = env.path("day.jsonl");
+    let old = env.path("old.jsonl");
+    for (since_until, file, events) in [
+        (["--since", "1d"], &day, all),
+        (["--until", "2001-01-01"], &old, 0),
+    ] {
+        let mut args = vec![
+            "--json",
+            "--room",
+            room.as_str(),
+            "-o",
+            file.to_str().unwrap(),
+        ];
+        args.extend(since_until);
+        args.extend(net);
+        let o = export(&env, &[], &args);
+        assert_eq!(
+            one_json(&o)["events"],
+            events,
+            "{since_until:?}: {}",
+            text(&o.stderr)
+        );
+        assert_eq!(lines(file).len() as u64, events);
+    }
 }
 
 /// `--media` against the real homeserver: the `matrix-encrypt-attachment` fixture uploaded as

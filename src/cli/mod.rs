@@ -700,14 +700,22 @@ pub enum HistoryCommand {
     Check(HistoryCheckArgs),
     /// Write the decrypted history of rooms to one file: JSON lines, text or HTML
     #[command(after_help = HISTORY_EXPORT_HELP)]
-    Export(Box<HistoryExportArgs>),
+    Export(HistoryExportArgs),
 }
 
 const HISTORY_EXPORT_HELP: &str = "\
 Examples:
-  mxkeys history export --from-messages page1.json page2.json -o room.jsonl
-  mxkeys history export --from-messages room.json --room '!abc:example.org' --format txt -o room.txt
-  mxkeys history export --from-messages room.json --format html -o room.html --media room-media
+  mxkeys history export --room '!abc:example.org' -o room.jsonl
+  mxkeys history export --room '!abc:example.org' --format html -o room.html --media room-media
+  mxkeys history export --room '!abc:example.org' --format txt --since 2024-01-01 -o room.txt
+  mxkeys history export --from-messages page1.json page2.json --format txt -o room.txt
+
+Online, each room is paged from the homeserver oldest first (from --since when given: dates are
+YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS][Z|+HH:MM], UTC by default, or a duration back from now such
+as 36h, 7d); display names and the room name come from the room's state and from the member
+events of the history itself. The server backup's index (not its keys) is read so that the
+classes can say in_backup. Offline, --from-messages reads saved /messages responses, JSON
+arrays or JSON lines instead (--backup-response for in_backup).
 
 jsonl writes every event in order: decrypted events as their decrypted form (type and content
 of the payload, event_id, sender, origin_server_ts, room_id and unsigned of the original), each
@@ -719,7 +727,7 @@ html is one self-contained page: bodies are escaped, formatted bodies keep only 
 Matrix spec allows, links only http, https, ftp, mailto and magnet.
 
 An event_id seen twice (overlapping saved pages) is written once. With --media DIR, images and
-files are downloaded from the homeserver (login or --homeserver with --access-token-file),
+files are downloaded from the homeserver (the login, or --homeserver with --access-token-file),
 encrypted ones checked against their SHA-256 and decrypted, and saved in DIR (mode 0700, files
 0600); a media item that fails is reported and noted in the output, the export goes on.
 
@@ -744,7 +752,8 @@ pub struct HistoryExportArgs {
     /// Output file (mode 0600; refused if it exists, unless --force)
     #[arg(short, long, required = true, value_name = "OUT", value_hint = ValueHint::FilePath)]
     pub output: PathBuf,
-    /// Only this room (repeatable); with one room, events without room_id belong to it
+    /// A room to export (repeatable; needed online); offline, only these rooms, and with one
+    /// room, events without room_id belong to it
     #[arg(long = "room", value_name = "ROOM_ID")]
     pub rooms: Vec<String>,
     /// Output format
@@ -756,7 +765,7 @@ pub struct HistoryExportArgs {
     /// Refuse to download a media item larger than this
     #[arg(long, value_name = "BYTES", default_value_t = mxkeys::client::media::DEFAULT_MAX_MEDIA_BYTES)]
     pub max_media_bytes: u64,
-    /// Only events at or after this time (YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS]Z, RFC 3339; UTC)
+    /// Only events at or after this time (YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS][Z|±HH:MM], or 7d)
     #[arg(long, value_name = "DATE")]
     pub since: Option<String>,
     /// Only events at or before this time (same forms as --since)
@@ -865,7 +874,7 @@ pub fn run(cli: Cli, ui: &output::Ui) -> anyhow::Result<exit::Code> {
         Command::Completions(a) => commands::completions::run(&ctx, a),
         Command::Man(a) => commands::man::run(&ctx, a),
         Command::History(HistoryCommand::Check(a)) => commands::history::check(&ctx, a),
-        Command::History(HistoryCommand::Export(a)) => commands::history_export::run(&ctx, *a),
+        Command::History(HistoryCommand::Export(a)) => commands::history_export::run(&ctx, a),
     }
 }
 

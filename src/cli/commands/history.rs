@@ -73,7 +73,7 @@ pub fn check(ctx: &Context<'_>, a: HistoryCheckArgs) -> anyhow::Result<Code> {
 }
 
 /// A date flag's value, or a usage error saying what is accepted.
-fn parse_date(s: &str) -> anyhow::Result<u64> {
+pub fn parse_date(s: &str) -> anyhow::Result<u64> {
     date::parse(s).map_err(|e| CliError::usage(e.to_string(), date::DATE_FORMS))
 }
 
@@ -311,7 +311,7 @@ fn check_online(
 }
 
 /// A 403 while paging a room named with --room: say that the account is not in it.
-fn not_joined_hint(e: anyhow::Error, rooms: &[String]) -> anyhow::Error {
+pub fn not_joined_hint(e: anyhow::Error, rooms: &[String]) -> anyhow::Error {
     match e.downcast_ref::<mxkeys::Error>() {
         Some(mxkeys::Error::Client(ClientError::Rejected {
             status: 403,

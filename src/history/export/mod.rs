@@ -755,10 +755,40 @@ impl<'a> Timeline<'a> {
                     event: e,
                     text: format!("{} turned on end-to-end encryption", who(&current, sender)),
                 }),
-                _ => items.push(Item::Other {
-                    event: e,
-                    who: who(&current, sender),
-                }),
+                ty => {
+                    let field = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("");
+                    let w = who(&current, sender);
+                    let text = match ty {
+                        "m.room.power_levels" => Some(format!("{w} changed the permissions")),
+                        "m.room.join_rules" => {
+                            Some(format!("{w} set who can join to {}", field("join_rule")))
+                        }
+                        "m.room.history_visibility" => Some(format!(
+                            "{w} set the history visibility to {}",
+                            field("history_visibility")
+                        )),
+                        "m.room.guest_access" => {
+                            Some(format!("{w} set guest access to {}", field("guest_access")))
+                        }
+                        "m.room.canonical_alias" => {
+                            Some(format!("{w} set the room address to {}", field("alias")))
+                        }
+                        "m.room.avatar" => Some(format!("{w} changed the room avatar")),
+                        "m.room.pinned_events" => Some(format!("{w} changed the pinned messages")),
+                        "m.room.tombstone" => Some(format!(
+                            "{w} replaced this room with {}",
+                            field("replacement_room")
+                        )),
+                        _ if e.event.contains_key("state_key") => {
+                            Some(format!("{w} changed the room state ({ty})"))
+                        }
+                        _ => None,
+                    };
+                    items.push(match text {
+                        Some(text) => Item::Notice { event: e, text },
+                        None => Item::Other { event: e, who: w },
+                    });
+                }
             }
         }
         Timeline {
