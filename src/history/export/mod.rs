@@ -774,6 +774,9 @@ impl<'a> Timeline<'a> {
                             Some(format!("{w} set the room address to {}", field("alias")))
                         }
                         "m.room.avatar" => Some(format!("{w} changed the room avatar")),
+                        "m.room.redaction" => {
+                            Some(format!("{w} deleted a message that is not in this export"))
+                        }
                         "m.room.pinned_events" => Some(format!("{w} changed the pinned messages")),
                         "m.room.tombstone" => Some(format!(
                             "{w} replaced this room with {}",
