@@ -181,9 +181,10 @@ pub fn room_values(
                 if opts.limit.is_some_and(|l| paged.events >= l) {
                     return Ok(paged);
                 }
+                let at = index;
                 index += 1;
                 paged.events += 1;
-                f(index - 1, value)?;
+                f(at, value)?;
             }
             if stop_after || last {
                 paged.complete = true;
