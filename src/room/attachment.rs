@@ -154,6 +154,14 @@ impl EncryptedFile {
         EncryptedFile::from_json(&v)
     }
 
+    /// Is `other` the same attachment: same URI, key, IV and hash (so the same plaintext)?
+    pub fn same_as(&self, other: &EncryptedFile) -> bool {
+        self.url == other.url
+            && bool::from(self.key.as_slice().ct_eq(other.key.as_slice()))
+            && self.iv == other.iv
+            && self.sha256 == other.sha256
+    }
+
     /// Does `ciphertext` have the hash the event gives?
     pub fn hash_matches(&self, ciphertext: &[u8]) -> bool {
         let got = Sha256::digest(ciphertext);

@@ -148,7 +148,7 @@ const STYLE: &str = "body{font-family:sans-serif;max-width:60em;margin:1em auto;
 .reply{border-left:3px solid #ccc;padding-left:.5em;color:#555;font-size:.9em}\
 .edited{color:#777;font-size:.8em}img{max-width:100%;max-height:30em}";
 
-fn media_html(e: &Event, content: &Map<String, Value>, saved: &HashMap<String, String>) -> String {
+fn media_html(e: &Event, content: &Map<String, Value>) -> String {
     let body = content
         .get("body")
         .and_then(Value::as_str)
@@ -160,22 +160,16 @@ fn media_html(e: &Event, content: &Map<String, Value>, saved: &HashMap<String, S
     let mut out = String::new();
     for m in &e.media {
         match &m.outcome {
-            Ok(_) => {
-                let url = m.mxc.as_ref().and_then(|x| saved.get(x));
-                if let Some(url) = url {
-                    if is_image {
-                        out.push_str(&format!(
-                            "<div><a href=\"{u}\"><img src=\"{u}\" alt=\"{a}\"></a></div>",
-                            u = escape(url),
-                            a = escape(body)
-                        ));
-                    } else {
-                        out.push_str(&format!(
-                            " <a href=\"{}\">{}</a>",
-                            escape(url),
-                            escape(body)
-                        ));
-                    }
+            Ok(path) => {
+                // The event's own file (another event may reuse the URI with another key).
+                let url = escape(&path_url(path));
+                if is_image {
+                    out.push_str(&format!(
+                        "<div><a href=\"{url}\"><img src=\"{url}\" alt=\"{}\"></a></div>",
+                        escape(body)
+                    ));
+                } else {
+                    out.push_str(&format!(" <a href=\"{url}\">{}</a>", escape(body)));
                 }
             }
             Err(why) => out.push_str(&format!(
@@ -243,7 +237,7 @@ fn message_html(item: &Item<'_>, saved: &HashMap<String, String>) -> String {
                 if event.media.is_empty() {
                     out.push_str(" <span class=\"bad\">(media not saved)</span>");
                 } else {
-                    out.push_str(&media_html(event, content, saved));
+                    out.push_str(&media_html(event, content));
                 }
             } else {
                 out.push_str(&format!(
@@ -261,12 +255,13 @@ fn message_html(item: &Item<'_>, saved: &HashMap<String, String>) -> String {
 
 /// Write `rooms` as one HTML page; returns the number of events shown.
 pub fn write(out: &mut dyn Write, rooms: &[Room], names: &Names) -> std::io::Result<u64> {
-    let saved: HashMap<String, String> = rooms
-        .iter()
-        .flat_map(|r| &r.events)
-        .flat_map(|e| &e.media)
-        .filter_map(|m| Some((m.mxc.clone()?, path_url(m.outcome.as_ref().ok()?))))
-        .collect();
+    // For images inside formatted bodies: the first file saved of each URI.
+    let mut saved: HashMap<String, String> = HashMap::new();
+    for m in rooms.iter().flat_map(|r| &r.events).flat_map(|e| &e.media) {
+        if let (Some(mxc), Ok(p)) = (&m.mxc, &m.outcome) {
+            saved.entry(mxc.clone()).or_insert_with(|| path_url(p));
+        }
+    }
     let empty = (None, HashMap::new());
     let mut body = String::new();
     let mut n = 0;

@@ -3,6 +3,7 @@
 //! saving it (mode 0600, in a 0700 directory). A media item that fails is noted on its event
 //! and reported; it never stops the export.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
@@ -36,6 +37,15 @@ impl MediaRef {
             .get("url")
             .and_then(Value::as_str)
             .map(|u| MediaRef::Plain(u.to_owned()))
+    }
+
+    /// Do both name the same content (the same URI, and for encrypted media the same key)?
+    pub fn same_as(&self, other: &MediaRef) -> bool {
+        match (self, other) {
+            (MediaRef::Encrypted(a), MediaRef::Encrypted(b)) => a.same_as(b),
+            (MediaRef::Plain(a), MediaRef::Plain(b)) => a == b,
+            _ => false,
+        }
     }
 
     /// The `mxc://` URI.
@@ -168,6 +178,9 @@ pub fn save_all(
         .count() as u64;
     progress.phase("saving media", total, Unit::Events);
     let mut counts = MediaCounts::default();
+    // Which media each file name holds: two media of one id on different servers, or one
+    // ciphertext with another key (a hostile event reusing another's URI), never share a file.
+    let mut names: HashMap<String, MediaRef> = HashMap::new();
     for room in rooms.iter_mut() {
         for e in room.events.iter_mut() {
             let Some(m) = MediaRef::of(e.content()) else {
@@ -179,7 +192,7 @@ pub fn save_all(
                 .get("body")
                 .and_then(Value::as_str)
                 .map(str::to_owned);
-            let outcome = save_one(&m, body.as_deref(), dir, fetch);
+            let outcome = save_one(&m, body.as_deref(), dir, fetch, &mut names);
             progress.advance(1);
             let outcome = match outcome {
                 Ok(p) => {
@@ -212,6 +225,7 @@ fn save_one(
     body: Option<&str>,
     dir: &Path,
     fetch: &dyn Fetch,
+    names: &mut HashMap<String, MediaRef>,
 ) -> crate::Result<PathBuf> {
     let bad = |s: String| {
         crate::Error::Attachment(crate::room::attachment::AttachmentError::Malformed(s))
@@ -223,7 +237,14 @@ fn save_one(
     };
     let (server, id) = parse_mxc(mxc).map_err(bad)?;
     let bytes = fetch.fetch(server, id)?;
-    let path = dir.join(file_name(id, body));
+    let mut name = file_name(id, body);
+    let mut n = 1;
+    while names.get(&name).is_some_and(|other| !other.same_as(m)) {
+        n += 1;
+        name = file_name(&format!("{id}-{n}"), body);
+    }
+    names.insert(name.clone(), m.clone());
+    let path = dir.join(name);
     match m {
         MediaRef::Encrypted(f) => {
             // The hash is checked before anything is decrypted or written.
@@ -238,7 +259,6 @@ fn save_one(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     #[test]
     fn mxc_uris_and_file_names() {
@@ -282,11 +302,18 @@ mod tests {
             serde_json::from_slice(&fixture("pixel.png.file.json")).unwrap_or_default();
         let txt: Value =
             serde_json::from_slice(&fixture("hello.txt.file.json")).unwrap_or_default();
+        // The pixel's ciphertext under another key: the hash holds, the plaintext is noise.
+        let mut rekeyed = file.clone();
+        rekeyed["key"]["k"] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into();
         let mut tampered = fixture("hello.txt.enc");
         tampered[0] ^= 1;
         let fetch = Fixed(HashMap::from([
             ("example.org/pixel_png".to_owned(), fixture("pixel.png.enc")),
             ("example.org/hello_txt".to_owned(), tampered),
+            (
+                "other.example/pixel_png".to_owned(),
+                b"not the pixel".to_vec(),
+            ),
         ]));
         let ev = |id: &str, content: Value| super::super::Event {
             seq: 0,
@@ -315,6 +342,19 @@ mod tests {
                     json!({"msgtype": "m.file", "body": "x", "url": "mxc://example.org/gone"}),
                 ),
                 ev("$text", json!({"msgtype": "m.text", "body": "no media"})),
+                // The same media id on another server, and the same media again.
+                ev(
+                    "$twin",
+                    json!({"msgtype": "m.file", "body": "pixel.png", "url": "mxc://other.example/pixel_png"}),
+                ),
+                ev(
+                    "$again",
+                    json!({"msgtype": "m.image", "body": "pixel.png", "file": file.clone()}),
+                ),
+                ev(
+                    "$rekeyed",
+                    json!({"msgtype": "m.image", "body": "pixel.png", "file": rekeyed}),
+                ),
             ],
         }];
         let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -332,7 +372,7 @@ mod tests {
         assert_eq!(
             c,
             MediaCounts {
-                saved: 1,
+                saved: 4,
                 failed: 2
             }
         );
@@ -353,11 +393,29 @@ mod tests {
         };
         assert_eq!(mode(&saved), 0o600);
         assert_eq!(mode(&dir), 0o700);
-        // Nothing of the tampered file was written.
-        assert_eq!(std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0), 1);
+        // Nothing of the tampered file was written; the twin has a name of its own.
+        assert_eq!(std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0), 3);
+        let twin = dir.join("pixel_png-2-pixel.png");
+        assert_eq!(std::fs::read(&twin).unwrap_or_default(), b"not the pixel");
+        assert_eq!(
+            std::fs::read(&saved).unwrap_or_default(),
+            fixture("pixel.png")
+        );
         let ev = &rooms[0].events;
-        assert_eq!(ev[0].media[0].outcome, Ok(saved));
+        assert_eq!(ev[0].media[0].outcome, Ok(saved.clone()));
         assert!(ev[1].media[0].outcome.is_err());
         assert!(ev[3].media.is_empty());
+        assert_eq!(ev[4].media[0].outcome, Ok(twin));
+        assert_eq!(ev[5].media[0].outcome, ev[0].media[0].outcome);
+        let noise = dir.join("pixel_png-3-pixel.png");
+        assert_eq!(ev[6].media[0].outcome, Ok(noise.clone()));
+        assert_ne!(
+            std::fs::read(&noise).unwrap_or_default(),
+            fixture("pixel.png")
+        );
+        assert_eq!(
+            std::fs::read(&saved).unwrap_or_default(),
+            fixture("pixel.png")
+        );
     }
 }
