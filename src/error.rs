@@ -91,6 +91,10 @@ pub enum Error {
     #[error(transparent)]
     Attachment(#[from] crate::room::attachment::AttachmentError),
 
+    /// Another client's store could not be read.
+    #[error(transparent)]
+    ClientStore(#[from] crate::client_store::ClientStoreError),
+
     /// Refusing to replace an existing output file.
     #[error("{path} already exists")]
     OutputExists {
@@ -160,6 +164,7 @@ impl Error {
             }
             Error::FileNotFound { .. } => ErrorKind::NotFound,
             Error::Client(e) => e.kind(),
+            Error::ClientStore(e) => e.kind(),
             Error::Recovery(e) => e.kind(),
             Error::Interrupted => ErrorKind::Interrupted,
             Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
