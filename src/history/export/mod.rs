@@ -453,6 +453,22 @@ pub fn replaces(e: &Event) -> Option<&str> {
         .flatten()
 }
 
+/// The event that the edit `e` changes, when it applies: both it and the event it edits are
+/// readable, it comes from the same sender and it carries new content. An edit that does not
+/// apply is shown as a message itself.
+fn applies<'e>(e: &'e Event, by_id: &HashMap<&str, &Event>) -> Option<&'e str> {
+    let readable = |e: &Event| e.class.is_none_or(|c| c == Class::Decrypted);
+    let target = replaces(e)?;
+    let orig = by_id.get(target)?;
+    (readable(e)
+        && readable(orig)
+        && orig.str("sender") == e.str("sender")
+        && e.content()
+            .get("m.new_content")
+            .is_some_and(Value::is_object))
+    .then_some(target)
+}
+
 /// The event a reply replies to.
 fn in_reply_to(c: &Map<String, Value>) -> Option<&str> {
     relates_to(c)?
@@ -512,15 +528,12 @@ impl<'a> Timeline<'a> {
             .iter()
             .filter_map(|e| Some((e.str("event_id")?, e)))
             .collect();
-        // The newest edit of each event, by its own sender.
+        // The newest edit of each event.
         let mut edits: HashMap<&str, &Event> = HashMap::new();
         // Redactions: the event removed, and the redaction.
         let mut redactions: HashMap<&str, &Event> = HashMap::new();
         for e in &room.events {
-            if let Some(target) = replaces(e)
-                && let Some(orig) = by_id.get(target)
-                && orig.str("sender") == e.str("sender")
-            {
+            if let Some(target) = applies(e, &by_id) {
                 edits.insert(target, e);
             }
             if e.ty() == "m.room.redaction"
@@ -544,11 +557,7 @@ impl<'a> Timeline<'a> {
         for e in &room.events {
             let sender = e.str("sender");
             let id = e.str("event_id");
-            if replaces(e)
-                .and_then(|t| by_id.get(t))
-                .is_some_and(|orig| orig.str("sender") == sender)
-                && e.class.is_none_or(|c| c == Class::Decrypted)
-            {
+            if applies(e, &by_id).is_some() {
                 // Shown through the event it edits.
                 continue;
             }
@@ -913,6 +922,18 @@ mod tests {
                     6,
                     json!({"type": "m.room.redaction", "sender": "@b:x", "event_id": "$6", "redacts": "$5", "content": {"reason": "typo"}}),
                 ),
+                // An edit of a message that did not decrypt: shown itself.
+                Event {
+                    class: Some(Class::Missing),
+                    ..ev(
+                        7,
+                        json!({"type": "m.room.encrypted", "sender": "@b:x", "event_id": "$7", "content": {}}),
+                    )
+                },
+                ev(
+                    8,
+                    json!({"type": "m.room.message", "sender": "@b:x", "event_id": "$8", "content": {"msgtype": "m.text", "body": "* fixed", "m.new_content": {"msgtype": "m.text", "body": "fixed"}, "m.relates_to": {"rel_type": "m.replace", "event_id": "$7"}}}),
+                ),
             ],
         };
         let t = Timeline::new(&room, &HashMap::new(), None);
@@ -951,6 +972,8 @@ mod tests {
                 "@b:x: * pwned",
                 "@b:x: > <@a:x> hello\n\nhi Alice re Alice: hello",
                 "@b:x: deleted by Some(\"@b:x\") Some(\"typo\")",
+                "undecryptable",
+                "@b:x: * fixed",
             ]
         );
     }
