@@ -15,6 +15,10 @@
 //!   give them at each point.
 //!
 //! The output is plaintext history: the callers write it atomically with mode 0600.
+//!
+//! Memory: decryption runs in the check's bounded batches, but the export itself is gathered
+//! whole before it is written (ordering by time, and edits that come after what they edit,
+//! need the room complete): about the size of the decrypted JSON of the rooms exported.
 
 pub mod html;
 pub mod jsonl;
