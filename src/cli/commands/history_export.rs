@@ -82,7 +82,7 @@ pub fn run(ctx: &Context<'_>, a: HistoryExportArgs) -> anyhow::Result<Code> {
     let default_room = (a.rooms.len() == 1).then(|| a.rooms[0].clone());
     let history = History::new(a.rooms.clone(), default_room.clone()).with_dates(since, until);
     let (mut rooms, summary, names) = match &client {
-        Some(c) if online => read_online(ctx, &a, c, &mut store, backup, history, since, until)?,
+        Some(c) if online => read_online(&a, c, &mut store, backup, history, (since, until), &bar)?,
         _ => {
             let (r, s) = read_offline(&a, &mut store, backup, history, default_room, &bar)?;
             (r, s, Names::new())
@@ -228,16 +228,14 @@ fn backup_index(
 }
 
 /// Page through each room on the homeserver, oldest first, through the history check.
-#[allow(clippy::too_many_arguments)]
 fn read_online(
-    ctx: &Context<'_>,
     a: &HistoryExportArgs,
     client: &Client,
     store: &mut Store,
     backup: Option<BackupIndex>,
     history: History,
-    since: Option<u64>,
-    until: Option<u64>,
+    (since, until): (Option<u64>, Option<u64>),
+    bar: &Bar,
 ) -> anyhow::Result<(Vec<Room>, Summary, Names)> {
     let mut names = Names::new();
     for room in &a.rooms {
@@ -248,7 +246,6 @@ fn read_online(
             (info.name, info.display_names.into_iter().collect()),
         );
     }
-    let bar = ctx.ui.bar();
     let history = RefCell::new(history);
     let mut checker = Checker::new(a.rooms.clone(), backup)
         .with_event_observer(Box::new(|seen| history.borrow_mut().add(seen)));
@@ -275,10 +272,10 @@ fn read_online(
             bar.set_subject(Some(&label));
         }
         bar.phase("exporting", 0, Unit::Events);
-        let paged = source::room_values(client, room, &opts, &bar, &mut |index, value| {
+        let paged = source::room_values(client, room, &opts, bar, &mut |index, value| {
             let original = original_of(&value);
             let ev = source::parse_page_event(value, index, room)?;
-            feed(&history, &mut checker, store, ev, original, &bar)
+            feed(&history, &mut checker, store, ev, original, bar)
         })
         .map_err(|e| not_joined_hint(e.into(), &a.rooms))?;
         log::debug!(
@@ -289,8 +286,7 @@ fn read_online(
             paged.outside_dates
         );
     }
-    let report = checker.finish(store, &bar)?;
-    bar.finish();
+    let report = checker.finish(store, bar)?;
     let (rooms, mut summary) = history.into_inner().finish();
     summary.other_rooms += report.other_rooms;
     Ok((rooms, summary, names))
