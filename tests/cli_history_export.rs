@@ -881,6 +881,33 @@ fn media_are_downloaded_checked_and_saved_privately() {
     );
     assert!(h.contains("media not saved"), "{h}");
     assert!(!h.contains("mxc://"), "{h}");
+    // A cap below every media item's size: refused whole, never truncated, and said so.
+    let capped = env.path("capped");
+    let o = export(
+        &env,
+        &[&page],
+        &[
+            "--json",
+            "-o",
+            env.path("capped.jsonl").to_str().unwrap(),
+            "--media",
+            capped.to_str().unwrap(),
+            "--max-media-bytes",
+            "10",
+            "--homeserver",
+            &hs.base,
+            "--access-token-file",
+            token.to_str().unwrap(),
+        ],
+    );
+    let v = one_json(&o);
+    assert_eq!(v["media"]["failed"], 4, "{v}");
+    assert!(
+        text(&o.stderr).contains("larger than 10 bytes"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(common::dir_names(&capped).is_empty());
 }
 
 /// A server without the authenticated media endpoint (404 `M_UNRECOGNIZED`, or a 404 that is
