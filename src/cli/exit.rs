@@ -291,6 +291,10 @@ pub fn classify(err: &anyhow::Error) -> (Code, Option<String>) {
                     "give a JSON array of exported sessions, as `mxkeys decrypt` writes".into(),
                 ),
                 Error::Session(_) => Some("the session is malformed; export it again".into()),
+                Error::Attachment(_) => Some(
+                    "the event's encrypted file information is damaged, or the media was altered on the server"
+                        .into(),
+                ),
                 Error::Store(s) => Some(hint_for_store(s).into()),
                 Error::OutputExists { .. } => {
                     Some("choose another -o path, or add --force to replace the file".into())

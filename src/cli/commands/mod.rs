@@ -7,6 +7,7 @@ pub mod decrypt;
 pub mod encrypt;
 pub mod export;
 pub mod history;
+pub mod history_export;
 pub mod import;
 pub mod init;
 pub mod inspect;
