@@ -277,6 +277,17 @@ fn import_into_the_store_in_one_transaction_and_the_client_files_stay_untouched(
         (Some(5), Some(5))
     );
     assert_eq!(v["libolm_pickles"], 0);
+    // Each session's source is the client store.
+    let list = env.list_json();
+    for r in list["rooms"].as_array().unwrap() {
+        let from = r["sources"].as_object().unwrap();
+        assert_eq!(from.len(), 1, "{r}");
+        let k = from.keys().next().unwrap();
+        assert!(
+            k.starts_with("client-store:nio:") && k.ends_with(NIO_DB),
+            "{k}"
+        );
+    }
     // Again: nothing new.
     let o = env
         .scmd()

@@ -189,6 +189,11 @@ pub fn import(ctx: &Context<'_>, a: &ImportArgs, path: &Path) -> anyhow::Result<
         Unit::Keys,
     );
     let mut tx = store.merge_tx()?;
+    tx.set_source(format!(
+        "client-store:{}:{}",
+        opened.kind(),
+        opened.file().display()
+    ));
     let mut counts = MergeCounts::default();
     let mut batch = Vec::with_capacity(BATCH);
     let summary = read_all(ctx, &a.client, &opened, &mut opts, &bar, &mut |s| {
