@@ -508,7 +508,10 @@ fn list_needs_no_store_passphrase_and_never_prints_keys() {
     let gen_line = o.lines().find(|l| l.starts_with(GEN_ROOM)).unwrap();
     let cols: Vec<&str> = gen_line.split_whitespace().collect();
     assert_eq!(&cols[1..3], &["3", "0-2"], "{gen_line:?}");
-    assert!(cols[3].starts_with("file:"), "where the copies came from: {gen_line:?}");
+    assert!(
+        cols[3].starts_with("file:"),
+        "where the copies came from: {gen_line:?}"
+    );
     assert!(
         text(&out.stderr).contains("7 sessions in 5 rooms"),
         "{}",
