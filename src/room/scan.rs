@@ -73,6 +73,8 @@ pub(crate) struct Scanner {
     /// Events handed out so far (the next event's index).
     pub next_index: u64,
     cap: usize,
+    /// Nothing follows the buffer of the current scan.
+    eof: bool,
 }
 
 fn is_ws(b: u8) -> bool {
@@ -84,9 +86,15 @@ fn json_err(what: impl std::fmt::Display) -> RoomEventError {
 }
 
 /// The end (exclusive) of the JSON value starting at `buf[at]`, found by its brackets and
-/// strings only; `None` when `buf` ends first. Brackets must match and nesting stay within
+/// strings only; `None` when `buf` ends first (unless `eof`: nothing follows `buf`, so a
+/// number or literal ends with it). Brackets must match and nesting stay within
 /// `depth_left`; everything else is left for serde_json to check.
-fn skip_value(buf: &[u8], at: usize, depth_left: usize) -> Result<Option<usize>, RoomEventError> {
+fn skip_value(
+    buf: &[u8],
+    at: usize,
+    depth_left: usize,
+    eof: bool,
+) -> Result<Option<usize>, RoomEventError> {
     let mut i = at;
     let mut stack: Vec<u8> = Vec::new();
     loop {
@@ -137,22 +145,43 @@ fn skip_value(buf: &[u8], at: usize, depth_left: usize) -> Result<Option<usize>,
                     )));
                 }
             },
-            _ if stack.is_empty() => {
-                // A number or a literal: to the next delimiter (serde_json checks it).
-                let n = buf[i..].iter().position(|&c| {
-                    is_ws(c) || matches!(c, b',' | b']' | b'}' | b'[' | b'{' | b'"')
-                });
-                return Ok(n.map(|n| i + n.max(1)));
-            }
+            _ if stack.is_empty() => return Ok(scalar_end(buf, i, eof)),
             _ => {}
         }
         i += 1;
     }
 }
 
+/// The end of the number or literal at `buf[i]`, where serde_json stops reading it: a literal
+/// is its exact word, a number its run of number bytes; anything else is one byte (serde_json
+/// refuses it). `None` when `buf` may end before the token does.
+fn scalar_end(buf: &[u8], i: usize, eof: bool) -> Option<usize> {
+    let rest = &buf[i..];
+    for word in [&b"true"[..], b"false", b"null"] {
+        if rest.first() == word.first() {
+            if rest.starts_with(word) {
+                return Some(i + word.len());
+            }
+            // A word cut by the end of the buffer may still be complete later.
+            if !eof && word.starts_with(rest) {
+                return None;
+            }
+            return Some(i + 1);
+        }
+    }
+    let n = rest
+        .iter()
+        .position(|c| !matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'));
+    match n {
+        Some(n) => Some(i + n.max(1)),
+        None if eof => Some(buf.len()),
+        None => None,
+    }
+}
+
 /// The key of an object member (`buf[at]` is its opening quote) and the end of its string.
 fn read_key(buf: &[u8], at: usize) -> Result<Option<(String, usize)>, RoomEventError> {
-    let Some(end) = skip_value(buf, at, 0)? else {
+    let Some(end) = skip_value(buf, at, 0, false)? else {
         return Ok(None);
     };
     let raw = &buf[at..end];
@@ -181,6 +210,7 @@ impl Scanner {
             since: 0,
             next_index: 0,
             cap: usize::try_from(max_event_bytes).unwrap_or(usize::MAX),
+            eof: false,
         }
     }
 
@@ -224,7 +254,7 @@ impl Scanner {
         // Never look further than the cap allows.
         let cap_end = self.since.saturating_add(self.cap);
         let limit = cap_end.min(buf.len());
-        match skip_value(&buf[..limit], i, depth_left) {
+        match skip_value(&buf[..limit], i, depth_left, self.eof && limit == buf.len()) {
             Ok(Some(end)) => Ok(end),
             Ok(None) if limit == cap_end => Err(Some(self.too_large())),
             Ok(None) => Err(None),
@@ -259,6 +289,7 @@ impl Scanner {
     /// Find events in `buf` (everything from the input's current start, `eof` when nothing
     /// follows), pushing them to `out`.
     pub(crate) fn scan(&mut self, buf: &[u8], eof: bool, out: &mut Vec<Found>) -> Stop {
+        self.eof = eof;
         loop {
             let unit = self.pos;
             let since = self.since;
