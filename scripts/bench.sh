@@ -11,6 +11,10 @@
 #   BENCH_RUNS    hyperfine runs per command (default 5; 3 for 1M)
 #   BENCH_SKIP_SYNAPSE=1   skip the upload/download against a local Synapse
 #   BENCH_SKIP_SDK=1       skip matrix-sdk-crypto (its first build takes several minutes)
+#   BENCH_HISTORY          event counts for `history check` (default "100000 1000000"; "" skips it)
+#   BENCH_HISTORY_SESSIONS sessions the history events are spread over (default 1000)
+#   BENCH_HISTORY_ALL_1M=1 at 1M events also the 1-thread run and matrix-sdk-crypto (long)
+#   BENCH_ONLY=history     run only the `history check` benchmarks
 #
 # Needs: hyperfine and /usr/bin/time (Debian: apt-get install hyperfine time), python3 (a venv
 # with matplotlib is made for the plot), openssl (the SHA-512 floor).
@@ -38,6 +42,7 @@ features=""
 # shellcheck disable=SC2086
 (cd bench && cargo build --release --quiet $features --bins)
 gen="$repo/bench/target/release/gen-sessions"
+genh="$repo/bench/target/release/gen-history"
 genb="$repo/bench/target/release/gen-backup"
 sdk="$repo/bench/target/release/sdk-compare"
 [ "${BENCH_SKIP_SDK:-0}" = 1 ] && sdk=""
@@ -46,7 +51,10 @@ umask 077
 printf 'benchmark passphrase' > "$work/pass"
 printf 'store passphrase' > "$work/store-pass"
 export MXKEYS_STORE_PASSPHRASE_FILE="$work/store-pass"
-tsv="$results/results.tsv"
+# BENCH_ONLY=history keeps the other results: its own results-history.tsv, machine-history.txt.
+only="${BENCH_ONLY:+-$BENCH_ONLY}"
+tsv="$results/results$only.tsv"
+machine="$results/machine$only.txt"
 printf 'size\tcommand\tmedian_s\tmin_s\tmax_s\tpeak_rss_kb\n' > "$tsv"
 
 # machine facts
@@ -58,8 +66,8 @@ printf 'size\tcommand\tmedian_s\tmin_s\tmax_s\tpeak_rss_kb\n' > "$tsv"
   echo "rustc: $(rustc --version)"
   echo "mxkeys: $(git rev-parse --short HEAD)"
   echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-} > "$results/machine.txt"
-cat "$results/machine.txt"
+} > "$machine"
+cat "$machine"
 
 # hyperfine one command; record median/min/max and peak RSS (one extra run under time -v).
 bench() { # size name prepare cmd...
@@ -78,6 +86,50 @@ bench() { # size name prepare cmd...
   rss=$(awk -F: '/Maximum resident/ {gsub(/ /,"",$2); print $2}' "$work/time.txt")
   printf '%s\t%s\t%s\t%s\n' "$size" "$name" "$stats" "$rss" | tee -a "$tsv"
 }
+
+# `history check` of saved /messages responses (gen-history: 10 rooms, pages of 1000 events
+# newest first) against matrix-sdk-crypto's OlmMachine::decrypt_room_event on the same events
+# with the same keys imported. The SDK is timed by hyperfine as a whole process, and its
+# decryption phase alone (import and reading excluded) from its own report: the median of
+# BENCH_RUNS runs goes to results.tsv as "sdk decrypt_room_event (decrypt phase only)".
+history_bench() { # events
+  local m="$1" hs="${BENCH_HISTORY_SESSIONS:-1000}"
+  local d="$work/hist$m" r="$runs"
+  [ "$m" -ge 1000000 ] && r="${BENCH_RUNS_1M:-3}"
+  [ -s "$d/messages.json" ] || "$genh" "$hs" "$m" "$d" --seed 1
+  [ -s "$d/export.txt" ] || "$mx" --quiet encrypt "$d/sessions.json" -o "$d/export.txt" --rounds 1 --force --passphrase-file "$work/pass"
+  if [ ! -d "$d/st" ]; then
+    "$mx" --quiet --store "$d/st" init --store-kdf-rounds 1
+    "$mx" --quiet --store "$d/st" import "$d/export.txt" --passphrase-file "$work/pass"
+  fi
+  ls -l "$d/messages.json" "$d/events.jsonl" | awk '{print $5, $9}'
+  echo "load before $m events: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$machine"
+  bench "$m" "mxkeys history check (pages)" "" "$mx" --quiet --store "$d/st" history check --from-messages "$d/messages.json" --json
+  bench "$m" "mxkeys history check (JSON lines)" "" "$mx" --quiet --store "$d/st" history check --from-messages "$d/events.jsonl" --json
+  # At 1M and more: the two mxkeys figures only (memory and linear time), unless asked.
+  if [ "$m" -ge 1000000 ] && [ "${BENCH_HISTORY_ALL_1M:-0}" != 1 ]; then
+    echo "load after $m events: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$machine"
+    return
+  fi
+  RAYON_NUM_THREADS=1 bench "$m" "mxkeys history check (pages, 1 thread)" "" "$mx" --quiet --store "$d/st" history check --from-messages "$d/messages.json" --json
+  if [ -n "$sdk" ]; then
+    bench "$m" "sdk history (whole process)" "" "$sdk" history "$d/sessions.json" "$d/messages.json"
+    : > "$work/sdk-history.txt"
+    for _ in $(seq "$r"); do "$sdk" history "$d/sessions.json" "$d/messages.json" 2>> "$work/sdk-history.txt"; done
+    python3 - "$work/sdk-history.txt" "$m" >> "$tsv" <<'PY'
+import re, statistics, sys
+t = sorted(float(x) for x in re.findall(r"decrypted in ([0-9.]+) s", open(sys.argv[1]).read()))
+print(f"{sys.argv[2]}\tsdk decrypt_room_event (decrypt phase only)\t{statistics.median(t):.4f}\t{t[0]:.4f}\t{t[-1]:.4f}\t")
+PY
+    tail -1 "$tsv"
+  fi
+  echo "load after $m events: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$machine"
+}
+for m in ${BENCH_HISTORY-100000 1000000}; do
+  echo "== history check, $m events"
+  history_bench "$m"
+done
+[ "${BENCH_ONLY:-}" = history ] && exit 0
 
 for n in "${sizes[@]}"; do
   echo "== $n sessions"
@@ -182,5 +234,5 @@ a.legend(fontsize=7); b.legend(fontsize=7)
 fig.tight_layout(); fig.savefig(sys.argv[2], dpi=110)
 print("wrote", sys.argv[2])
 PY
-echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$results/machine.txt"
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$machine"
 echo "== results in $results (results.tsv, pbkdf2.txt, machine.txt, scaling.png)"

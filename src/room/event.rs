@@ -6,20 +6,20 @@
 //! - a JSON array of events;
 //! - JSON lines (or any concatenation) of event objects.
 //!
-//! The input is streamed: one event is in memory at a time, however long the `chunk`, and no
-//! single event may be larger than [`ReadOptions::max_event_bytes`]. Nesting is bounded by
+//! The input is streamed: a block of about a megabyte is in memory at a time (with the events
+//! parsed from it), however long the `chunk`, and no single event may be larger than
+//! [`ReadOptions::max_event_bytes`]. The events of a block are found by a scan of the
+//! structure around them ([`super::scan`]) and parsed in parallel. Nesting is bounded by
 //! serde_json's recursion limit. Nothing here trusts an event: the `sender_key` and
 //! `device_id` of an encrypted event are kept as *claims* only, for a report, never to pick or
 //! vouch for a session.
 
-use std::cell::Cell;
-use std::fmt;
-use std::io::{BufRead, Read};
-use std::rc::Rc;
+use std::io::BufRead;
 
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use rayon::prelude::*;
 use serde_json::{Map, Value};
 
+use super::scan::{Found, Scanner, Stop, Take};
 use crate::session::MEGOLM_V1;
 
 /// The event type of encrypted room events.
@@ -279,211 +279,96 @@ impl Default for ReadOptions {
     }
 }
 
-/// Counts the bytes read since the current event began, failing past the cap. It sits above
-/// the buffer (serde_json reads one byte at a time), so the count is exact.
-struct Counted<R> {
-    inner: R,
-    since: Rc<Cell<u64>>,
-    cap: u64,
-    tripped: Rc<Cell<bool>>,
+/// Bytes read from the input at a time; a buffer holds at least this much, more when one
+/// event is longer.
+const BLOCK: usize = 1 << 20;
+
+/// The JSON of one event found by the scanner (its room state dropped when the scanner says
+/// it belongs to the page, not the event).
+fn value_found(bytes: &[u8], found: &Found) -> Result<Value, RoomEventError> {
+    let mut value: Value =
+        serde_json::from_slice(bytes).map_err(|e| RoomEventError::Json(e.to_string()))?;
+    if found.take == Take::EventWithoutState
+        && let Value::Object(m) = &mut value
+    {
+        m.remove("state");
+    }
+    Ok(value)
 }
 
-impl<R> Counted<R> {
-    fn count(&self, n: usize) -> std::io::Result<()> {
-        let since = self.since.get() + n as u64;
-        self.since.set(since);
-        if since > self.cap {
-            self.tripped.set(true);
-        }
-        self.check()
-    }
-
-    fn check(&self) -> std::io::Result<()> {
-        if self.tripped.get() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "event too large",
-            ));
-        }
-        Ok(())
-    }
+/// One event found by the scanner, parsed.
+fn parse_found(
+    bytes: &[u8],
+    found: &Found,
+    default_room: Option<&str>,
+) -> Result<RoomEvent, RoomEventError> {
+    parse_event(value_found(bytes, found)?, found.index, default_room)
 }
 
-impl<R: Read> Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.check()?;
-        let n = self.inner.read(buf)?;
-        self.count(n)?;
-        Ok(n)
-    }
-}
-
-impl<R: BufRead> BufRead for Counted<R> {
-    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-        self.check()?;
-        self.inner.fill_buf()
-    }
-    fn consume(&mut self, n: usize) {
-        self.inner.consume(n);
-        // Only whitespace between values is consumed this way; a cap hit shows on next read.
-        let _ = self.count(n);
-    }
-}
-
-/// Marker in a serde error that the sink (not the input) stopped the parse.
-const SINK_STOP: &str = "\u{0}mxkeys-sink-stop";
-
-/// What each element of the input goes to: its position and its JSON.
-type ValueSink<'a, E> = dyn FnMut(u64, Value) -> Result<(), ReadError<E>> + 'a;
-
-struct Ctx<'a, E> {
-    f: &'a mut ValueSink<'a, E>,
-    since: Rc<Cell<u64>>,
-    next_index: u64,
-    failure: Option<ReadError<E>>,
-}
-
-impl<E> Ctx<'_, E> {
-    /// Hand one parsed element to the sink.
-    fn emit<D: de::Error>(&mut self, value: Value) -> Result<(), D> {
-        let index = self.next_index;
-        self.next_index += 1;
-        (self.f)(index, value).map_err(|e| {
-            self.failure = Some(e);
-            D::custom(SINK_STOP)
-        })?;
-        // The next event starts here.
-        self.since.set(0);
-        Ok(())
-    }
-}
-
-/// One top-level JSON value: an array of events, a `/messages` response, or one event.
-struct Top<'c, 'a, E>(&'c mut Ctx<'a, E>);
-
-impl<'de, E> Visitor<'de> for Top<'_, '_, E> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a /messages response, an array of events or an event")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        Events {
-            ctx: self.0,
-            keep: true,
-        }
-        .visit_seq(seq)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<(), A::Error> {
-        let mut saw_chunk = false;
-        let mut rest = Map::new();
-        while let Some(k) = m.next_key::<String>()? {
-            match k.as_str() {
-                "chunk" if !saw_chunk => {
-                    saw_chunk = true;
-                    m.next_value_seed(Events {
-                        ctx: &mut *self.0,
-                        keep: true,
-                    })?;
-                }
-                // Room state sent with the page: not part of the timeline.
-                "state" if saw_chunk || !rest.contains_key("type") => {
-                    m.next_value_seed(Events {
-                        ctx: &mut *self.0,
-                        keep: false,
-                    })?;
-                }
-                _ if saw_chunk => {
-                    m.next_value::<IgnoredAny>()?;
-                }
-                _ => {
-                    let v: Value = m.next_value()?;
-                    rest.insert(k, v);
-                }
-            }
-        }
-        if saw_chunk {
-            return Ok(());
-        }
-        // No `chunk`: the object is an event itself (JSON lines).
-        self.0.emit(Value::Object(rest))
-    }
-}
-
-impl<'de, E> DeserializeSeed<'de> for Top<'_, '_, E> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-/// An array of events; `keep: false` reads and drops them (room state).
-struct Events<'c, 'a, E> {
-    ctx: &'c mut Ctx<'a, E>,
-    keep: bool,
-}
-
-impl<'de, E> DeserializeSeed<'de> for Events<'_, '_, E> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de, E> Visitor<'de> for Events<'_, '_, E> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an array of events")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        self.ctx.since.set(0);
-        if self.keep {
-            while let Some(v) = seq.next_element::<Value>()? {
-                self.ctx.emit(v)?;
-            }
-        } else {
-            while seq.next_element::<IgnoredAny>()?.is_some() {
-                self.ctx.since.set(0);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Skip whitespace; false at the end of the input.
-fn more_input(r: &mut impl BufRead) -> std::io::Result<bool> {
+/// The block reader under [`read_events`] and [`read_values`]: `parse` turns each event the
+/// scanner finds into a `T` (in parallel), `f` gets them in input order.
+fn read_blocks<T: Send, E>(
+    mut input: impl BufRead,
+    opts: &ReadOptions,
+    parse: &(dyn Fn(&[u8], &Found) -> Result<T, RoomEventError> + Sync),
+    f: &mut dyn FnMut(T) -> Result<(), ReadError<E>>,
+) -> Result<u64, ReadError<E>> {
+    let mut scanner = Scanner::new(opts.max_event_bytes);
+    let mut buf: Vec<u8> = Vec::with_capacity(BLOCK);
+    let mut found: Vec<Found> = Vec::new();
+    let mut eof = false;
     loop {
-        let buf = match r.fill_buf() {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if buf.is_empty() {
-            return Ok(false);
+        // Fill the buffer to a block, or to a little more than it holds.
+        let want = BLOCK.max(buf.len() + BLOCK / 4);
+        let mut filled = buf.len();
+        buf.resize(want, 0);
+        while filled < want && !eof {
+            match input.read(&mut buf[filled..]) {
+                Ok(0) => eof = true,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(ReadError::Input(RoomEventError::Io(e))),
+            }
         }
-        let ws = buf
-            .iter()
-            .take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-            .count();
-        let all = ws == buf.len();
-        r.consume(ws);
-        if !all {
-            return Ok(true);
+        buf.truncate(filled);
+        let stop = scanner.scan(&buf, eof, &mut found);
+        let parsed: Vec<Result<T, RoomEventError>> = found
+            .par_iter()
+            .map(|x| parse(&buf[x.start..x.end], x))
+            .collect();
+        found.clear();
+        for item in parsed {
+            f(item.map_err(ReadError::Input)?)?;
+        }
+        match stop {
+            Stop::Done => return Ok(scanner.next_index),
+            Stop::Bad(e) => return Err(ReadError::Input(e)),
+            Stop::More { keep_from } => {
+                buf.drain(..keep_from);
+                scanner.rebase(keep_from);
+            }
         }
     }
 }
 
 /// Read every event of `input` (any of the three shapes), in order, handing each to `f`.
 /// Returns the number of events read (encrypted or not; room state is not counted).
+///
+/// The input is read in blocks of about a megabyte; the events of a block are found by a
+/// scan of its structure ([`super::scan`]) and parsed in parallel, then handed to `f` one by
+/// one in input order. An error in the input comes after every event before it.
 pub fn read_events<E>(
     input: impl BufRead,
     opts: &ReadOptions,
     f: &mut dyn FnMut(RoomEvent) -> Result<(), E>,
 ) -> Result<u64, ReadError<E>> {
-    let default_room = opts.default_room.clone();
-    read_values(input, opts, &mut |index, value| {
-        let event = parse_event(value, index, default_room.as_deref()).map_err(ReadError::Input)?;
-        f(event).map_err(ReadError::Sink)
-    })
+    let default_room = opts.default_room.as_deref();
+    read_blocks(
+        input,
+        opts,
+        &|bytes, x| parse_found(bytes, x, default_room),
+        &mut |ev| f(ev).map_err(ReadError::Sink),
+    )
 }
 
 /// [`read_events`] before [`parse_event`]: every event of `input` as the JSON it is, with its
@@ -494,54 +379,281 @@ pub fn read_values<E>(
     opts: &ReadOptions,
     f: &mut dyn FnMut(u64, Value) -> Result<(), ReadError<E>>,
 ) -> Result<u64, ReadError<E>> {
-    let since = Rc::new(Cell::new(0u64));
-    let tripped = Rc::new(Cell::new(false));
-    let mut reader = Counted {
-        inner: input,
-        since: since.clone(),
-        cap: opts.max_event_bytes,
-        tripped: tripped.clone(),
-    };
-    let mut ctx = Ctx {
-        f,
-        since: since.clone(),
-        next_index: 0,
-        failure: None,
-    };
-    loop {
-        since.set(0);
-        match more_input(&mut reader) {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(e) if tripped.get() => {
-                drop(e);
-                return Err(ReadError::Input(RoomEventError::TooLarge {
-                    index: ctx.next_index,
-                    max: opts.max_event_bytes,
-                }));
+    read_blocks(
+        input,
+        opts,
+        &|bytes, x| Ok((x.index, value_found(bytes, x)?)),
+        &mut |(index, value)| f(index, value),
+    )
+}
+
+/// The streaming serde reader that [`read_events`] replaced, kept as the oracle its tests
+/// compare against (same events, same kind of error, for any input).
+#[cfg(test)]
+pub(crate) mod reference {
+    use std::cell::Cell;
+    use std::fmt;
+    use std::io::{BufRead, Read};
+    use std::rc::Rc;
+
+    use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use serde_json::{Map, Value};
+
+    use super::{ReadError, ReadOptions, RoomEvent, RoomEventError, parse_event};
+
+    /// Counts the bytes read since the current event began, failing past the cap. It sits above
+    /// the buffer (serde_json reads one byte at a time), so the count is exact.
+    struct Counted<R> {
+        inner: R,
+        since: Rc<Cell<u64>>,
+        cap: u64,
+        tripped: Rc<Cell<bool>>,
+    }
+
+    impl<R> Counted<R> {
+        fn count(&self, n: usize) -> std::io::Result<()> {
+            let since = self.since.get() + n as u64;
+            self.since.set(since);
+            if since > self.cap {
+                self.tripped.set(true);
             }
-            Err(e) => return Err(ReadError::Input(RoomEventError::Io(e))),
+            self.check()
         }
-        let mut de = serde_json::Deserializer::from_reader(&mut reader);
-        if let Err(e) = Top(&mut ctx).deserialize(&mut de) {
-            if let Some(f) = ctx.failure.take() {
-                return Err(f);
+
+        fn check(&self) -> std::io::Result<()> {
+            if self.tripped.get() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "event too large",
+                ));
             }
-            if tripped.get() {
-                return Err(ReadError::Input(RoomEventError::TooLarge {
-                    index: ctx.next_index,
-                    max: opts.max_event_bytes,
-                }));
-            }
-            if e.is_io() {
-                return Err(ReadError::Input(RoomEventError::Io(std::io::Error::other(
-                    e.to_string(),
-                ))));
-            }
-            return Err(ReadError::Input(RoomEventError::Json(e.to_string())));
+            Ok(())
         }
     }
-    Ok(ctx.next_index)
+
+    impl<R: Read> Read for Counted<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.check()?;
+            let n = self.inner.read(buf)?;
+            self.count(n)?;
+            Ok(n)
+        }
+    }
+
+    impl<R: BufRead> BufRead for Counted<R> {
+        fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+            self.check()?;
+            self.inner.fill_buf()
+        }
+        fn consume(&mut self, n: usize) {
+            self.inner.consume(n);
+            // Only whitespace between values is consumed this way; a cap hit shows on next read.
+            let _ = self.count(n);
+        }
+    }
+
+    /// Marker in a serde error that the sink (not the input) stopped the parse.
+    const SINK_STOP: &str = "\u{0}mxkeys-sink-stop";
+
+    struct Ctx<'a, E> {
+        f: &'a mut dyn FnMut(RoomEvent) -> Result<(), E>,
+        opts: &'a ReadOptions,
+        since: Rc<Cell<u64>>,
+        next_index: u64,
+        failure: Option<ReadError<E>>,
+    }
+
+    impl<E> Ctx<'_, E> {
+        /// Hand one parsed element to the sink.
+        fn emit<D: de::Error>(&mut self, value: Value) -> Result<(), D> {
+            let index = self.next_index;
+            self.next_index += 1;
+            let event =
+                parse_event(value, index, self.opts.default_room.as_deref()).map_err(|e| {
+                    self.failure = Some(ReadError::Input(e));
+                    D::custom(SINK_STOP)
+                })?;
+            (self.f)(event).map_err(|e| {
+                self.failure = Some(ReadError::Sink(e));
+                D::custom(SINK_STOP)
+            })?;
+            // The next event starts here.
+            self.since.set(0);
+            Ok(())
+        }
+    }
+
+    /// One top-level JSON value: an array of events, a `/messages` response, or one event.
+    struct Top<'c, 'a, E>(&'c mut Ctx<'a, E>);
+
+    impl<'de, E> Visitor<'de> for Top<'_, '_, E> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a /messages response, an array of events or an event")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+            Events {
+                ctx: self.0,
+                keep: true,
+            }
+            .visit_seq(seq)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<(), A::Error> {
+            let mut saw_chunk = false;
+            let mut rest = Map::new();
+            while let Some(k) = m.next_key::<String>()? {
+                match k.as_str() {
+                    "chunk" if !saw_chunk => {
+                        saw_chunk = true;
+                        m.next_value_seed(Events {
+                            ctx: &mut *self.0,
+                            keep: true,
+                        })?;
+                    }
+                    // Room state sent with the page: not part of the timeline.
+                    "state" if saw_chunk || !rest.contains_key("type") => {
+                        m.next_value_seed(Events {
+                            ctx: &mut *self.0,
+                            keep: false,
+                        })?;
+                    }
+                    _ if saw_chunk => {
+                        m.next_value::<IgnoredAny>()?;
+                    }
+                    _ => {
+                        let v: Value = m.next_value()?;
+                        rest.insert(k, v);
+                    }
+                }
+            }
+            if saw_chunk {
+                return Ok(());
+            }
+            // No `chunk`: the object is an event itself (JSON lines).
+            self.0.emit(Value::Object(rest))
+        }
+    }
+
+    impl<'de, E> DeserializeSeed<'de> for Top<'_, '_, E> {
+        type Value = ();
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    /// An array of events; `keep: false` reads and drops them (room state).
+    struct Events<'c, 'a, E> {
+        ctx: &'c mut Ctx<'a, E>,
+        keep: bool,
+    }
+
+    impl<'de, E> DeserializeSeed<'de> for Events<'_, '_, E> {
+        type Value = ();
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+
+    impl<'de, E> Visitor<'de> for Events<'_, '_, E> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an array of events")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            self.ctx.since.set(0);
+            if self.keep {
+                while let Some(v) = seq.next_element::<Value>()? {
+                    self.ctx.emit(v)?;
+                }
+            } else {
+                while seq.next_element::<IgnoredAny>()?.is_some() {
+                    self.ctx.since.set(0);
+                }
+            }
+            Ok(())
+        }
+    }
+
+    /// Skip whitespace; false at the end of the input.
+    fn more_input(r: &mut impl BufRead) -> std::io::Result<bool> {
+        loop {
+            let buf = match r.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if buf.is_empty() {
+                return Ok(false);
+            }
+            let ws = buf
+                .iter()
+                .take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+                .count();
+            let all = ws == buf.len();
+            r.consume(ws);
+            if !all {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// Read every event of `input` (any of the three shapes), in order, handing each to `f`.
+    /// Returns the number of events read (encrypted or not; room state is not counted).
+    pub(crate) fn read_events<E>(
+        input: impl BufRead,
+        opts: &ReadOptions,
+        f: &mut dyn FnMut(RoomEvent) -> Result<(), E>,
+    ) -> Result<u64, ReadError<E>> {
+        let since = Rc::new(Cell::new(0u64));
+        let tripped = Rc::new(Cell::new(false));
+        let mut reader = Counted {
+            inner: input,
+            since: since.clone(),
+            cap: opts.max_event_bytes,
+            tripped: tripped.clone(),
+        };
+        let mut ctx = Ctx {
+            f,
+            opts,
+            since: since.clone(),
+            next_index: 0,
+            failure: None,
+        };
+        loop {
+            since.set(0);
+            match more_input(&mut reader) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) if tripped.get() => {
+                    drop(e);
+                    return Err(ReadError::Input(RoomEventError::TooLarge {
+                        index: ctx.next_index,
+                        max: opts.max_event_bytes,
+                    }));
+                }
+                Err(e) => return Err(ReadError::Input(RoomEventError::Io(e))),
+            }
+            let mut de = serde_json::Deserializer::from_reader(&mut reader);
+            if let Err(e) = Top(&mut ctx).deserialize(&mut de) {
+                if let Some(f) = ctx.failure.take() {
+                    return Err(f);
+                }
+                if tripped.get() {
+                    return Err(ReadError::Input(RoomEventError::TooLarge {
+                        index: ctx.next_index,
+                        max: opts.max_event_bytes,
+                    }));
+                }
+                if e.is_io() {
+                    return Err(ReadError::Input(RoomEventError::Io(std::io::Error::other(
+                        e.to_string(),
+                    ))));
+                }
+                return Err(ReadError::Input(RoomEventError::Json(e.to_string())));
+            }
+        }
+        Ok(ctx.next_index)
+    }
 }
 
 /// [`read_events`] over a byte slice (tests, fuzzing).
@@ -759,5 +871,286 @@ mod tests {
         });
         assert!(matches!(r, Err(ReadError::Sink("stop"))));
         assert_eq!(n, 1);
+    }
+
+    /// A reader that hands out at most `n` bytes per read (as pipes and sockets may).
+    struct Dribble<'a>(&'a [u8], usize);
+
+    impl std::io::Read for Dribble<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.1.min(buf.len()).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    /// The events, or the kind of error, a reader gives.
+    fn outcome(
+        r: Result<u64, ReadError<()>>,
+        events: Vec<RoomEvent>,
+    ) -> Result<Vec<RoomEvent>, String> {
+        match r {
+            Ok(n) => {
+                assert_eq!(n, events.len() as u64, "count and events agree");
+                Ok(events)
+            }
+            Err(ReadError::Input(e)) => Err(format!("{:?}", std::mem::discriminant(&e))),
+            Err(ReadError::Sink(())) => Err("sink".into()),
+        }
+    }
+
+    fn both(
+        input: &[u8],
+        opts: &ReadOptions,
+    ) -> (
+        Result<Vec<RoomEvent>, String>,
+        Result<Vec<RoomEvent>, String>,
+    ) {
+        let mut old = Vec::new();
+        let r = reference::read_events::<()>(input, opts, &mut |e| {
+            old.push(e);
+            Ok(())
+        });
+        let old = outcome(r, old);
+        let mut new = Vec::new();
+        let r = read_events::<()>(input, opts, &mut |e| {
+            new.push(e);
+            Ok(())
+        });
+        let new = outcome(r, new);
+        let mut dribbled = Vec::new();
+        let r = read_events::<()>(
+            std::io::BufReader::with_capacity(5, Dribble(input, 3)),
+            opts,
+            &mut |e| {
+                dribbled.push(e);
+                Ok(())
+            },
+        );
+        assert_eq!(
+            new,
+            outcome(r, dribbled),
+            "reading in small pieces changed the result"
+        );
+        (old, new)
+    }
+
+    /// Inputs in every shape, with the oddities the old reader gave a meaning to; the new
+    /// reader must read each exactly as the old one did.
+    #[test]
+    fn same_events_as_the_streaming_reader() {
+        let ev = |i: u32| serde_json::to_string(&enc(Some("!r"), i)).unwrap();
+        let other = r#"{"type":"m.room.message","content":{"body":"hi \"there\" \\ }]"}}"#;
+        let cases: Vec<String> = vec![
+            format!("[{},{}]", ev(0), ev(1)),
+            format!(" \n[ {} , {} ] \n[]\n", ev(0), other),
+            format!("{}\n{}\n\n{}", ev(0), other, ev(2)),
+            format!("{}{}", ev(0), ev(1)),
+            format!(
+                r#"{{"start":"a","chunk":[{},{}],"end":"b","state":[{{"type":"x"}}]}}"#,
+                ev(0),
+                ev(1)
+            ),
+            format!(r#"{{"chunk":[{}],"chunk":[{}]}}"#, ev(0), ev(1)),
+            format!(r#"{{"state":[1,2],"chunk":[{}]}}"#, ev(0)),
+            format!(r#"{{"ch\u0075nk":[{}]}}"#, ev(0)),
+            r#"{"state":[],"type":"m.room.message","content":{}}"#.into(),
+            r#"{"type":"m.room.message","state":[1],"content":{}}"#.into(),
+            r#"{"state":[0],"type":"m.room.message","state":[1]}"#.into(),
+            r#"{"state":5,"type":"m.room.message"}"#.into(),
+            r#"{"type":"m.room.message","state":5}"#.into(),
+            r#"{"chunk":[],"state":5}"#.into(),
+            r#"{"chunk":[],"end":tru}"#.into(),
+            r#"{"start":tru,"chunk":[]}"#.into(),
+            r#"{"chunk":[1,{"type":"x"}]}"#.into(),
+            r#"{"chunk":[{"type":"x"},]}"#.into(),
+            r#"{"chunk":[{"type":"x"} {"type":"y"}]}"#.into(),
+            r#"[{"type":"x"}]]"#.into(),
+            r#"[{"type":"x"}}"#.into(),
+            r#"[{"type":"x", "a": [}]"#.into(),
+            r#"[{"type":"x", "a": "\ud800"}]"#.into(),
+            "[{\"type\":\"x\", \"a\": \"\u{1}\"}]".into(),
+            r#"{"type":"x"} 5"#.into(),
+            r#"{"type":"x"} "s""#.into(),
+            r#"{"type":"x"} {"#.into(),
+            r#"{"chunk":[{"type":"x"}"#.into(),
+            r#"{"chunk""#.into(),
+            r#"{"chunk":5}"#.into(),
+            r#"{"a" 1}"#.into(),
+            r#"{"a":1,}"#.into(),
+            r#"{,"a":1}"#.into(),
+            r#"{}"#.into(),
+            r#"[]"#.into(),
+            r#"[[]]"#.into(),
+            r#"[null, true]"#.into(),
+            r#"null"#.into(),
+            "[0".into(),
+            "[0faa\"]".into(),
+            "[nullx]".into(),
+            "[nul".into(),
+            "[truex, 1]".into(),
+            "[1.5e+3x]".into(),
+            "[01]".into(),
+            "[-]".into(),
+            "[1, 2".into(),
+            "[tru".into(),
+            "[true".into(),
+            r#"{"chunk":[0"#.into(),
+            r#"{"chunk":[],"end":0"#.into(),
+            "\u{feff}[]".into(),
+            format!("{}{}", "[".repeat(126), "]".repeat(126)),
+            format!("{}{}", "[".repeat(127), "]".repeat(127)),
+            format!("{}{}", "[".repeat(128), "]".repeat(128)),
+            format!(
+                r#"[{{"type":"x","c":{}1{}}}]"#,
+                "[".repeat(124),
+                "]".repeat(124)
+            ),
+            format!(
+                r#"[{{"type":"x","c":{}1{}}}]"#,
+                "[".repeat(125),
+                "]".repeat(125)
+            ),
+            format!(
+                r#"{{"chunk":[{{"type":"x","c":{}1{}}}]}}"#,
+                "[".repeat(123),
+                "]".repeat(123)
+            ),
+            format!(
+                r#"{{"chunk":[{{"type":"x","c":{}1{}}}]}}"#,
+                "[".repeat(124),
+                "]".repeat(124)
+            ),
+            format!(
+                r#"{{"chunk":[],"state":[{}1{}]}}"#,
+                "[".repeat(124),
+                "]".repeat(124)
+            ),
+            format!(
+                r#"{{"chunk":[],"state":[{}1{}]}}"#,
+                "[".repeat(125),
+                "]".repeat(125)
+            ),
+            format!(
+                r#"{{"type":"x","c":{}1{}}}"#,
+                "[".repeat(125),
+                "]".repeat(125)
+            ),
+            format!(
+                r#"{{"type":"x","c":{}1{}}}"#,
+                "[".repeat(126),
+                "]".repeat(126)
+            ),
+        ];
+        let opts = ReadOptions::default();
+        for c in &cases {
+            let (old, new) = both(c.as_bytes(), &opts);
+            assert_eq!(old, new, "input {c:?}");
+        }
+        // Every prefix of a response with all the parts: the same events, or an error of the
+        // same kind.
+        let page = format!(
+            r#"{{"start":"s","chunk":[{},{}, {}],"state":[{{"type":"m.room.member"}}],"end":"e"}}"#,
+            ev(0),
+            other,
+            ev(1)
+        );
+        for n in 0..=page.len() {
+            let (old, new) = both(&page.as_bytes()[..n], &opts);
+            assert_eq!(old, new, "prefix {:?}", &page[..n]);
+        }
+    }
+
+    /// The size cap: an event (with what precedes it since the last one) longer than the cap
+    /// is refused with its index, as by the old reader; sizes clear of the boundary.
+    #[test]
+    fn the_cap_is_where_it_was() {
+        let small = ReadOptions {
+            max_event_bytes: 600,
+            ..Default::default()
+        };
+        let body = |n: usize| {
+            format!(
+                r#"{{"type":"m.room.message","content":{{"body":"{}"}}}}"#,
+                "a".repeat(n)
+            )
+        };
+        let cases = [
+            format!(r#"{{"chunk":[{},{},{}]}}"#, body(100), body(900), body(100)),
+            format!(
+                r#"{{"chunk":[{},{}],"end":"{}"}}"#,
+                body(100),
+                body(100),
+                "e".repeat(900)
+            ),
+            format!(
+                r#"{{"start":"{}","chunk":[{}]}}"#,
+                "s".repeat(900),
+                body(100)
+            ),
+            format!(r#"{{"chunk":[],"state":[{},{}]}}"#, body(400), body(400)),
+            format!(r#"{{"chunk":[],"state":[{},{}]}}"#, body(100), body(900)),
+            format!("[{},{}]", body(100), body(900)),
+            format!("{}\n{}", body(100), body(900)),
+            format!("{}{}{}", body(100), " ".repeat(900), body(100)),
+            format!("{}{}", " ".repeat(900), body(100)),
+            format!("[{}{}]", body(100), " ".repeat(900)),
+        ];
+        for c in &cases {
+            let (old, new) = both(c.as_bytes(), &small);
+            assert_eq!(old, new, "input {c:?}");
+        }
+        // Larger than a buffer, under the cap, and over it.
+        let big = ReadOptions {
+            max_event_bytes: 3 << 20,
+            ..Default::default()
+        };
+        let c = format!("[{},{}]", body(2 << 20), body(10));
+        let (old, new) = both(c.as_bytes(), &big);
+        assert!(old.is_ok());
+        assert_eq!(old, new);
+        let c = format!("[{},{}]", body(10), body(4 << 20));
+        let (old, new) = both(c.as_bytes(), &big);
+        assert!(old.is_err());
+        assert_eq!(old, new);
+    }
+
+    proptest::proptest! {
+        /// Random responses, arrays and lines of random events, cut anywhere: the same
+        /// events, or the same kind of error, as the old reader.
+        #[test]
+        fn same_as_the_streaming_reader_on_random_inputs(
+            shape in 0u8..3,
+            events in proptest::collection::vec((0u8..4, "[ a-z\"\\\\\u{e9}}\\]]{0,12}"), 0..12),
+            ws in "[ \n]{0,2}",
+            cut in proptest::option::of(0usize..2000),
+            flip in proptest::option::of((0usize..2000, 0u8..=255)),
+        ) {
+            let evs: Vec<String> = events.iter().enumerate().map(|(i, (k, s))| match k {
+                0 => serde_json::to_string(&enc(Some("!r"), i as u32)).unwrap(),
+                1 => serde_json::to_string(&json!({"type": "m.room.message", "content": {"body": s}})).unwrap(),
+                2 => serde_json::to_string(&json!({"type": "m.room.encrypted", "room_id": "!r", "content": {"algorithm": s}})).unwrap(),
+                _ => serde_json::to_string(&json!([s])).unwrap(),
+            }).collect();
+            let sep = format!("{ws},{ws}");
+            let mut input = match shape {
+                0 => format!("{ws}{{\"chunk\":[{}],{ws}\"state\":[]}}{ws}", evs.join(&sep)),
+                1 => format!("{ws}[{}]{ws}", evs.join(&sep)),
+                _ => evs.join(&format!("{ws}\n")),
+            }.into_bytes();
+            if let Some((at, b)) = flip
+                && !input.is_empty()
+            {
+                let at = at % input.len();
+                input[at] = b;
+            }
+            if let Some(c) = cut {
+                input.truncate(c.min(input.len()));
+            }
+            let opts = ReadOptions { max_event_bytes: 300, ..Default::default() };
+            let (old, new) = both(&input, &opts);
+            proptest::prop_assert_eq!(old, new, "input {:?}", String::from_utf8_lossy(&input));
+        }
     }
 }

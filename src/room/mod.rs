@@ -5,3 +5,4 @@
 pub mod attachment;
 pub mod event;
 pub mod megolm;
+mod scan;
