@@ -305,12 +305,15 @@ fn parse_found(
     parse_event(value_found(bytes, found)?, found.index, default_room)
 }
 
+/// Turns the bytes of one event the scanner found into what a reader hands out.
+type ParseFound<'a, T> = dyn Fn(&[u8], &Found) -> Result<T, RoomEventError> + Sync + 'a;
+
 /// The block reader under [`read_events`] and [`read_values`]: `parse` turns each event the
 /// scanner finds into a `T` (in parallel), `f` gets them in input order.
 fn read_blocks<T: Send, E>(
     mut input: impl BufRead,
     opts: &ReadOptions,
-    parse: &(dyn Fn(&[u8], &Found) -> Result<T, RoomEventError> + Sync),
+    parse: &ParseFound<'_, T>,
     f: &mut dyn FnMut(T) -> Result<(), ReadError<E>>,
 ) -> Result<u64, ReadError<E>> {
     let mut scanner = Scanner::new(opts.max_event_bytes);
