@@ -567,9 +567,14 @@ fn hostile_inputs_are_clean_errors() {
         "backup.json: not a saved GET /room_keys/keys response",
         "room_keys/keys",
     );
-    // Nothing to read from: the online check is not built yet.
+    // Online without a login: say how to log in.
     let out = env.scmd().args(["history", "check"]).output().unwrap();
-    assert_error(&out, 2, "not built yet", "--from-messages");
+    assert_error(&out, 2, "not logged in", "mxkeys login");
+    // Offline, --limit has nothing to count in; a bad date says what is accepted.
+    let out = check(&env, &["--limit", "5"], &[&numbers]);
+    assert_error(&out, 2, "--limit counts the newest events", "drop --limit");
+    let out = check(&env, &["--since", "yesterday"], &[&numbers]);
+    assert_error(&out, 2, "\"yesterday\" is not a date", "YYYY-MM-DD");
 }
 
 #[test]

@@ -702,16 +702,29 @@ pub enum HistoryCommand {
 
 const HISTORY_CHECK_HELP: &str = "\
 Examples:
+  mxkeys history check
+  mxkeys history check --room '!abc:example.org' --since 30d
+  mxkeys history check --fix --recovery-key-file ~/recovery-key.txt
+  mxkeys history check --limit 1000 --json | jq .counts
   mxkeys history check --from-messages page1.json page2.json
-  mxkeys history check --from-messages room.jsonl --room '!abc:example.org' --json
   mxkeys history check --from-messages page.json --backup-response saved-room-keys.json
 
+Without --from-messages it logs in as `mxkeys login` saved (or with --homeserver and
+--access-token-file), pages through the history of every joined room (or the --room ones),
+newest first, and asks the server backup which sessions it holds (its metadata only; no
+secret is needed to check).
+
 Each encrypted event gets one class: decrypted; in_backup (the store cannot decrypt it, the
-server backup's copy can: only with --backup-response); later_index (the best copy held
-starts after the event); missing (no copy held); before_join (the account was not joined
-when it was sent: unsigned.membership, not a loss); damaged (bad signature or MAC, malformed,
-or a payload for another room); unsupported (not Megolm). Without --backup-response the
-backup is not consulted: sessions it may hold count as missing or later_index.
+server backup's copy can); later_index (the best copy held starts after the event); missing
+(no copy held); before_join (the account was not joined when it was sent:
+unsigned.membership, not a loss); damaged (bad signature or MAC, malformed, or a payload for
+another room); unsupported (not Megolm). Offline, the backup is consulted only with
+--backup-response; without it, sessions it may hold count as missing or later_index.
+
+--fix downloads from the backup only the in_backup sessions, into the store in one
+transaction, and checks those rooms again. It unlocks the backup as `backup download` does:
+the key kept in the store, --recovery-key-file, --security-phrase-file, their fd forms, the
+MXKEYS_RECOVERY_KEY environment variable, or a question on the terminal.
 
 Exit code 0 when every event is decrypted or before_join, 3 otherwise.";
 
@@ -722,11 +735,30 @@ pub struct HistoryCheckArgs {
     #[arg(long = "from-messages", value_name = "FILE", num_args = 1.., value_hint = ValueHint::FilePath)]
     pub from_messages: Vec<PathBuf>,
     /// A saved `GET /room_keys/keys` response: which sessions the backup has, from which index (nothing is decrypted)
-    #[arg(long, value_name = "SAVED_JSON", value_hint = ValueHint::FilePath)]
+    #[arg(long, value_name = "SAVED_JSON", value_hint = ValueHint::FilePath, requires = "from_messages")]
     pub backup_response: Option<PathBuf>,
-    /// Only this room (repeatable); with one room, events without room_id belong to it
+    /// Only this room (repeatable) [default: every joined room]; with --from-messages and one
+    /// room, events without room_id belong to it
     #[arg(long = "room", value_name = "ROOM_ID")]
     pub rooms: Vec<String>,
+    /// Only events sent at or after this time: YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS][Z|±HH:MM]
+    /// (UTC by default), or back from now: 36h, 7d, 2w
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+    /// Only the N newest events of each room (encrypted or not)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+    /// Download from the server backup exactly the sessions that would help, then check again
+    #[arg(long, conflicts_with = "from_messages")]
+    pub fix: bool,
+    /// Events per /messages request
+    #[arg(long, value_name = "N", default_value_t = mxkeys::history::source::DEFAULT_PAGE,
+          value_parser = clap::value_parser!(u32).range(1..=1000), hide = true)]
+    pub page_size: u32,
+    #[command(flatten)]
+    pub secret: BackupSecretArgs,
+    #[command(flatten)]
+    pub net: NetArgs,
 }
 
 /// Run the parsed command.

@@ -9,6 +9,7 @@
 
 pub mod error;
 pub mod retry;
+pub mod rooms;
 mod stream;
 
 use std::io::Read;
@@ -515,6 +516,19 @@ impl Client {
         what: &str,
         idempotent: bool,
     ) -> Result<T, ClientError> {
+        self.json_limited(method, url, body, what, idempotent, MAX_SMALL_BODY)
+    }
+
+    /// A request whose 2xx body is JSON of at most `limit` bytes, read whole.
+    fn json_limited<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&[u8]>,
+        what: &str,
+        idempotent: bool,
+        limit: u64,
+    ) -> Result<T, ClientError> {
         let call = Call {
             method,
             url,
@@ -524,12 +538,7 @@ impl Client {
             small_body: true,
         };
         self.request(&call, |mut resp, t| {
-            match resp
-                .body_mut()
-                .with_config()
-                .limit(MAX_SMALL_BODY)
-                .read_to_vec()
-            {
+            match resp.body_mut().with_config().limit(limit).read_to_vec() {
                 Ok(bytes) => match serde_json::from_slice::<T>(&bytes) {
                     Ok(v) => Step::Done(v),
                     Err(e) => Step::Fail(ClientError::BadResponse {

@@ -272,6 +272,35 @@ impl Report {
         self.counts.not_fine() == 0
     }
 
+    /// The (room, session) pairs with events of `class`, in room then session order.
+    pub fn sessions_of(&self, class: Class) -> Vec<(String, String)> {
+        let mut v = Vec::new();
+        for (room_id, room) in &self.rooms {
+            for (sid, c) in room.sessions.keys() {
+                if let (Some(sid), true) = (sid, *c == class) {
+                    v.push((room_id.clone(), sid.clone()));
+                }
+            }
+        }
+        v
+    }
+
+    /// Replace the rooms that `newer` checked again with its view of them, and recount.
+    /// The unencrypted and other-room counts are kept (the same events were read again).
+    pub fn replace_rooms(&mut self, newer: Report) {
+        for (room_id, room) in newer.rooms {
+            self.rooms.insert(room_id, room);
+        }
+        let mut counts = Counts::default();
+        for room in self.rooms.values() {
+            for c in Class::ALL {
+                counts.0[c as usize] += room.counts.get(c);
+            }
+        }
+        self.counts = counts;
+        self.backup_checked |= newer.backup_checked;
+    }
+
     /// Count one classified event. `origin` is the held session's data, if any.
     pub fn add(
         &mut self,

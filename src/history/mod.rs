@@ -1,7 +1,12 @@
 //! Room history: which encrypted events the keys in hand decrypt, and why the others do not.
 //!
 //! [`classify`] gives each encrypted event one class and aggregates them per room and session;
-//! [`check`] drives reading, decrypting in batches and classifying, in bounded memory.
+//! [`check`] drives reading, decrypting in batches and classifying, in bounded memory;
+//! [`source`] pages a room's history from the homeserver; [`fix`] fetches from the server
+//! backup the sessions a check found there; [`date`] reads and writes dates.
 
 pub mod check;
 pub mod classify;
+pub mod date;
+pub mod fix;
+pub mod source;

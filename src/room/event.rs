@@ -198,7 +198,18 @@ pub fn parse_event(
     let Some(ty) = ty.as_str() else {
         return Err(not_an_event("\"type\" is not a string"));
     };
-    if ty != ENCRYPTED {
+    // A redacted encrypted event keeps no ciphertext: nothing to decrypt, nothing damaged.
+    let redacted = || {
+        event
+            .get("unsigned")
+            .and_then(|u| u.get("redacted_because"))
+            .is_some()
+            && event
+                .get("content")
+                .and_then(Value::as_object)
+                .is_some_and(Map::is_empty)
+    };
+    if ty != ENCRYPTED || redacted() {
         return Ok(RoomEvent::Other { index, event });
     }
     let room_id = match event.get("room_id") {
