@@ -13,11 +13,11 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::process::Command;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use common::megolm::GenSession;
 use common::rooms::{Sender, foreign_algorithm_content, tampered};
-use common::synapse::{Api, Hs, User, require_hs};
+use common::synapse::{Api, Hs, User, require_hs, unique_name};
 use common::{Env, Run};
 
 // ---------------------------------------------------------------------------------------------
@@ -77,7 +77,7 @@ impl Account {
     fn held(&self) -> Vec<String> {
         let mut ids: Vec<String> = self
             .env
-            .export_sessions("held.txt", &[])
+            .export_sessions(&format!("{}.txt", unique_name("held")), &[])
             .iter()
             .map(|s| s["session_id"].as_str().unwrap().to_string())
             .collect();
@@ -219,6 +219,8 @@ struct Situation {
     sent: HashMap<&'static str, Vec<String>>,
     /// session name -> the session bob sent with
     sessions: HashMap<&'static str, GenSession>,
+    /// Alice's backup version.
+    version: String,
 }
 
 impl Situation {
@@ -286,7 +288,7 @@ fn situation(hs: &Hs) -> Situation {
         sessions.get_mut("c").unwrap().export_entry(5, &[]),
     ];
     alice.import("held.txt", &held);
-    alice.create_backup();
+    let version = alice.create_backup();
     let backed_up = [sessions.get_mut("b").unwrap().export_entry(0, &[])];
     alice.upload_to_backup("backed-up.txt", &backed_up);
 
@@ -301,6 +303,7 @@ fn situation(hs: &Hs) -> Situation {
         ids,
         sent,
         sessions,
+        version,
     }
 }
 
@@ -387,6 +390,16 @@ fn one_situation_per_class_against_the_server() {
     let r = room_of(&v, &s.room);
     assert_eq!(r["events"], 19, "{r}");
     assert_eq!(counts(&r["counts"]), situation_counts());
+    assert_eq!(v["events"], 19);
+    assert_eq!(v["backup_checked"], true);
+    // Every other event of the room (its state: creation, members, rules) is counted apart.
+    let all = s.alice.api.history(&s.room, 100);
+    let plain = all
+        .iter()
+        .filter(|e| e["type"] != "m.room.encrypted")
+        .count();
+    assert_eq!(all.len() - plain, 19);
+    assert_eq!(v["unencrypted"], plain, "{v}");
 
     // Decrypted and before_join sessions need nothing: they are not listed.
     let want: BTreeMap<(String, String), u64> = [
@@ -403,7 +416,7 @@ fn one_situation_per_class_against_the_server() {
 
     // Every entry names bob and the times of its events, as the server recorded them.
     let events = s.alice.events(&s.room);
-    for (name, class) in [("b", "in_backup"), ("c", "later_index"), ("d", "missing")] {
+    for (name, class) in [("b", "in_backup"), ("d", "missing")] {
         let e = session(r, s.id(name), class);
         assert_eq!(e["sender"], s.bob.user.user_id.as_str(), "{e}");
         let (first, last) = s.ts_range(name, &events);
@@ -423,6 +436,26 @@ fn one_situation_per_class_against_the_server() {
         (c["first_ts"].as_u64(), c["last_ts"].as_u64()),
         (Some(first), Some(c4))
     );
+    // Where each copy starts, the indexes of the events, the device the events claim.
+    let b = session(r, s.id("b"), "in_backup");
+    assert_eq!(
+        (&b["backup_first_index"], &b["store_first_index"]),
+        (&json!(0), &Value::Null),
+        "{b}"
+    );
+    assert_eq!((&b["min_index"], &b["max_index"]), (&json!(0), &json!(1)));
+    assert_eq!(
+        (&c["store_first_index"], &c["backup_first_index"]),
+        (&json!(5), &Value::Null),
+        "{c}"
+    );
+    assert_eq!((&c["min_index"], &c["max_index"]), (&json!(0), &json!(4)));
+    // The store's copy gives c's sender key; d has none, only what its event claims.
+    assert_eq!(c["sender_key"], s.sessions["c"].sender_key.as_str());
+    let d = session(r, s.id("d"), "missing");
+    assert_eq!(d["claimed_device_id"], s.bob.user.device_id.as_str(), "{d}");
+    assert_eq!(d["claimed_sender_key"], s.sessions["d"].sender_key.as_str());
+    assert_eq!(d["sender_key"], Value::Null);
     let damaged = session(r, s.id("a"), "damaged");
     let t = events[&s.sent["damaged"][0]]["origin_server_ts"]
         .as_u64()
@@ -443,7 +476,6 @@ fn fix_downloads_exactly_the_sessions_the_backup_helps_with() {
 
     // The key kept in the store by `backup create` opens the backup: no secret given.
     let v = s.alice.check_json(&["--room", &s.room, "--fix"], 3);
-    assert!(v["fix"].is_object(), "{v}");
     let after_fix = expect_counts(&[
         ("decrypted", 8),
         ("later_index", 5),
@@ -453,6 +485,25 @@ fn fix_downloads_exactly_the_sessions_the_backup_helps_with() {
         ("unsupported", 2),
     ]);
     assert_eq!(counts(&v["counts"]), after_fix, "{v}");
+    let fix = &v["fix"];
+    assert_eq!(fix["version"], s.version.as_str(), "{fix}");
+    assert_eq!(
+        [
+            &fix["wanted"],
+            &fix["downloaded"],
+            &fix["imported"],
+            &fix["improved"]
+        ],
+        [1, 1, 1, 0],
+        "{fix}"
+    );
+    assert_eq!(fix["rejected"], json!([]));
+    assert_eq!(counts(&fix["before"]), situation_counts(), "{fix}");
+    assert_eq!(counts(&fix["after"]), after_fix, "{fix}");
+    // The room's own entry is the view after the fix.
+    let r = room_of(&v, &s.room);
+    assert_eq!(counts(&r["counts"]), after_fix);
+    assert_eq!(r["events"], 19);
 
     // Exactly b was downloaded.
     let mut after = vec![
@@ -482,7 +533,114 @@ fn fix_downloads_exactly_the_sessions_the_backup_helps_with() {
     // And a --fix with nothing to fetch changes nothing.
     let v = s.alice.check_json(&["--room", &s.room, "--fix"], 3);
     assert_eq!(counts(&v["counts"]), after_fix, "{v}");
+    assert_eq!(v["fix"]["wanted"], 0, "{v}");
     assert_eq!(s.alice.held(), after);
+}
+
+#[test]
+fn human_output_names_each_session_and_what_to_do() {
+    let hs = require_hs!();
+    let s = situation(&hs);
+    let r = s
+        .alice
+        .env
+        .smx(&["history", "check", "--room", &s.room])
+        .code(3);
+    let o = &r.stdout;
+    let bob = &s.bob.user.user_id;
+    for want in [
+        format!(
+            "{}: 19 encrypted events: 6 decrypted, 2 in_backup, 5 later_index, 1 missing, 2 before_join, 1 damaged, 2 unsupported",
+            s.room
+        ),
+        format!("session {}: 2 in_backup, ", s.id("b")),
+        format!("session {}: 5 later_index, ", s.id("c")),
+        format!("session {}: 1 missing, ", s.id("d")),
+        format!("session {}: 1 damaged, ", s.id("a")),
+        format!("UTC, from {bob}"),
+        "the server backup has it from index 0: mxkeys history check --fix".into(),
+        "the store's copy starts at index 5, these events are at indexes 0-4".into(),
+        format!("{bob}'s device {}", s.bob.user.device_id),
+        "the events were altered, or forged".into(),
+        "is not Megolm".into(),
+    ] {
+        assert!(o.contains(&want), "{want:?} not in\n{o}");
+    }
+    // before_join needs nothing: not listed.
+    assert!(!o.contains(s.id("e")), "{o}");
+    r.stderr_has("19 encrypted events in 1 room: 6 decrypted, 2 in_backup")
+        .stderr_has("Run again with --fix");
+
+    let r2 = s
+        .alice
+        .env
+        .smx(&["history", "check", "--room", &s.room, "--fix"])
+        .code(3);
+    let fixed = format!(
+        "--fix: 1 of 1 helping session downloaded from backup version {} (1 new in the store, 0 improved); \
+         6 decrypted, 2 in_backup, 5 later_index, 1 missing, 2 before_join, 1 damaged, 2 unsupported before, \
+         8 decrypted, 5 later_index, 1 missing, 2 before_join, 1 damaged, 2 unsupported now.",
+        s.version
+    );
+    assert!(
+        r2.stderr.contains(&fixed),
+        "{fixed:?} not in\n{}",
+        r2.stderr
+    );
+    assert!(!r2.stdout.contains(s.id("b")), "{}", r2.stdout);
+}
+
+#[test]
+fn fix_takes_the_backup_key_from_a_recovery_key_file() {
+    let hs = require_hs!();
+    let s = situation(&hs);
+    // Alice on a new machine: a new store, logged in, holding no key (not even the backup's).
+    let env = Env::for_homeserver(&hs.base);
+    env.init_and_login(&s.alice.user);
+    let fresh = Account {
+        user: s.alice.user.clone(),
+        api: hs.api(&s.alice.user),
+        env,
+    };
+    let before = expect_counts(&[
+        ("in_backup", 2),
+        ("missing", 13),
+        ("before_join", 2),
+        ("unsupported", 2),
+    ]);
+    let v = fresh.check_json(&["--room", &s.room], 3);
+    assert_eq!(counts(&v["counts"]), before, "{v}");
+
+    // No key to open the backup with, and no terminal to ask on.
+    let r = fresh.check(&["--room", &s.room, "--fix"]).code(2);
+    assert!(
+        r.stderr.contains("the backup's key is needed"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(fresh.env.list_json()["sessions"], 0);
+
+    // The recovery key `backup create` wrote.
+    let rk = s.alice.env.path("rk.txt");
+    let v = fresh
+        .check(&[
+            "--room",
+            &s.room,
+            "--fix",
+            "--recovery-key-file",
+            rk.to_str().unwrap(),
+        ])
+        .code(3)
+        .json();
+    let after = expect_counts(&[
+        ("decrypted", 2),
+        ("missing", 13),
+        ("before_join", 2),
+        ("unsupported", 2),
+    ]);
+    assert_eq!(counts(&v["counts"]), after, "{v}");
+    assert_eq!(v["fix"]["imported"], 1);
+    assert_eq!(fresh.held(), vec![s.id("b").to_string()]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -559,6 +717,18 @@ fn every_joined_room_by_default_and_only_the_rooms_given() {
 
     let v = t.alice.check_json(&["--room", r2, "--room", r1], 3);
     assert_eq!(room_ids(&v), want);
+
+    // She has no backup: the check says so, and it is not an error.
+    let r = t
+        .alice
+        .env
+        .smx(&["history", "check"])
+        .code(3)
+        .stderr_has("The account has no server backup");
+    for room in &t.joined {
+        assert!(r.stdout.contains(room.as_str()), "{}", r.stdout);
+    }
+    assert!(!r.stdout.contains(t.invited.as_str()), "{}", r.stdout);
 }
 
 #[test]
