@@ -15,9 +15,10 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
+use common::fault_proxy::FaultProxy;
 use common::megolm::GenSession;
 use common::rooms::{Sender, foreign_algorithm_content, tampered};
-use common::synapse::{Api, Hs, User, require_hs, unique_name};
+use common::synapse::{Api, Hs, User, enc, require_hs, unique_name};
 use common::{Env, Run};
 
 // ---------------------------------------------------------------------------------------------
@@ -32,8 +33,13 @@ struct Account {
 
 /// A fresh user with a store logged in (`mxkeys login`).
 fn account(hs: &Hs, prefix: &str) -> Account {
+    account_at(hs, &hs.base, prefix)
+}
+
+/// A fresh user of `hs` with a store logged in at `url` (the server, or a proxy in front of it).
+fn account_at(hs: &Hs, url: &str, prefix: &str) -> Account {
     let user = hs.register(prefix);
-    let env = Env::for_homeserver(&hs.base);
+    let env = Env::for_homeserver(url);
     env.init_and_login(&user);
     Account {
         api: hs.api(&user),
@@ -734,7 +740,9 @@ fn every_joined_room_by_default_and_only_the_rooms_given() {
 #[test]
 fn pages_through_a_room_longer_than_a_page() {
     let hs = require_hs!();
-    let alice = account(&hs, "alice");
+    // Through a pass-through proxy, to see every /messages request and what came back.
+    let proxy = FaultProxy::start(&hs.base);
+    let alice = account_at(&hs, &proxy.url(), "alice");
     let bob = Sender::register(&hs, "bob");
     let room = bob.create_room();
     bob.add_member(&room, &alice.api, &alice.user.user_id);
@@ -744,7 +752,39 @@ fn pages_through_a_room_longer_than_a_page() {
     bob.send_many(&mut lost, "l", 3);
     bob.send_many(&mut held, "h", 10);
     alice.import("held.txt", &[held.export_entry(0, &[])]);
+    let all: Vec<String> = alice
+        .api
+        .history(&room, 1000)
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap().to_string())
+        .collect();
+
     // 25 encrypted events and the room's state events, 4 per page.
+    let messages = format!("/_matrix/client/v3/rooms/{}/messages", enc(&room));
+    let pages = |limit: u32| -> Vec<Vec<String>> {
+        let seen: Vec<_> = proxy
+            .seen()
+            .into_iter()
+            .filter(|r| r.method == "GET" && r.path.starts_with(&messages))
+            .filter(|r| {
+                r.path
+                    .split(['?', '&'])
+                    .any(|q| q == format!("limit={limit}"))
+            })
+            .collect();
+        seen.iter()
+            .map(|r| {
+                assert_eq!(r.status, 200);
+                assert!(r.path.contains("dir=b"), "{}", r.path);
+                serde_json::from_slice::<Value>(&r.response).unwrap()["chunk"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["event_id"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .collect()
+    };
     let v = alice.check_json(&["--room", &room, "--page-size", "4"], 3);
     assert_eq!(
         counts(&v["counts"]),
@@ -754,9 +794,19 @@ fn pages_through_a_room_longer_than_a_page() {
     let r = room_of(&v, &room);
     assert_eq!(r["events"], 25);
     assert_eq!(session(r, &lost.session_id, "missing")["events"], 3);
+    assert_eq!(v["unencrypted"], all.len() - 25);
+    // Every event read once, page by page, newest first, as far as the room's creation.
+    let got = pages(4);
+    assert!(got.len() >= all.len().div_ceil(4), "{} pages", got.len());
+    assert!(got.iter().all(|p| p.len() <= 4));
+    assert_eq!(got.concat(), all);
+
     // The same with one page.
     let v1 = alice.check_json(&["--room", &room, "--page-size", "1000"], 3);
     assert_eq!(counts(&v1["counts"]), counts(&v["counts"]));
+    let one = pages(1000);
+    assert_eq!(one.concat(), all);
+    assert!(one.len() <= 2, "{} pages", one.len());
 }
 
 #[test]
