@@ -652,8 +652,11 @@ fn fix_takes_the_backup_key_from_a_recovery_key_file() {
 // ---------------------------------------------------------------------------------------------
 // Which rooms, how many events
 
-/// Alice in two encrypted rooms of bob's (`joined[0]`: 2 events she can read; `joined[1]`: 1
-/// she cannot), and invited to a third she has not joined (1 event).
+/// The name of the first of [`two_rooms`].
+const ROOM_NAME: &str = "Team room";
+
+/// Alice in two encrypted rooms of bob's (`joined[0]`, named [`ROOM_NAME`]: 2 events she can
+/// read; `joined[1]`: 1 she cannot), and invited to a third she has not joined (1 event).
 struct TwoRooms {
     alice: Account,
     joined: [String; 2],
@@ -669,6 +672,7 @@ fn two_rooms(hs: &Hs) -> TwoRooms {
     bob.add_member(&r1, &alice.api, &alice.user.user_id);
     bob.add_member(&r2, &alice.api, &alice.user.user_id);
     bob.api.invite(&r3, &alice.user.user_id);
+    bob.api.name_room(&r1, ROOM_NAME);
     let mut s1 = GenSession::new(&r1);
     let mut s2 = GenSession::new(&r2);
     let mut s3 = GenSession::new(&r3);
@@ -716,6 +720,8 @@ fn every_joined_room_by_default_and_only_the_rooms_given() {
     );
     assert_eq!(room_of(&v, r1)["events"], 2);
     assert_eq!(room_of(&v, r2)["events"], 1);
+    assert_eq!(room_of(&v, r1)["name"], ROOM_NAME);
+    assert_eq!(room_of(&v, r2)["name"], Value::Null);
 
     let v = t.alice.check_json(&["--room", r1], 0);
     assert_eq!(room_ids(&v), vec![r1.clone()]);
@@ -731,10 +737,34 @@ fn every_joined_room_by_default_and_only_the_rooms_given() {
         .smx(&["history", "check"])
         .code(3)
         .stderr_has("The account has no server backup");
-    for room in &t.joined {
-        assert!(r.stdout.contains(room.as_str()), "{}", r.stdout);
+    for want in [
+        format!("{r1} ({ROOM_NAME}): 2 encrypted events: 2 decrypted"),
+        format!("{r2}: 1 encrypted event: 1 missing"),
+    ] {
+        assert!(r.stdout.contains(&want), "{want:?} not in\n{}", r.stdout);
     }
     assert!(!r.stdout.contains(t.invited.as_str()), "{}", r.stdout);
+
+    // A room she has not joined, asked for by name: refused, with what to do.
+    let r = t
+        .alice
+        .env
+        .smx(&["history", "check", "--room", &t.invited])
+        .code(10);
+    let (errors, hints) = r.error_and_hint_lines();
+    assert_eq!(errors.len(), 1, "{}", r.stderr);
+    assert!(
+        errors[0].contains("the homeserver refused the room's history"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        hints[0].contains("the account must be joined"),
+        "{}",
+        r.stderr
+    );
+    assert!(hints[0].contains(t.invited.as_str()), "{}", r.stderr);
+    assert!(r.stdout.is_empty());
 }
 
 #[test]

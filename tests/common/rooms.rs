@@ -63,6 +63,20 @@ impl Api {
         v["event_id"].as_str().expect("send: event_id").to_string()
     }
 
+    /// `PUT /rooms/{room}/state/{type}/{state_key}` with `content`.
+    pub fn put_state(&self, room: &str, ty: &str, state_key: &str, content: &Value) {
+        self.ok(
+            "PUT",
+            &format!("rooms/{}/state/{}/{}", enc(room), enc(ty), enc(state_key)),
+            Some(content),
+        );
+    }
+
+    /// Name `room` (`m.room.name`).
+    pub fn name_room(&self, room: &str, name: &str) {
+        self.put_state(room, "m.room.name", "", &json!({ "name": name }));
+    }
+
     /// `GET /rooms/{room}/messages?dir=b&limit=LIMIT[&from=FROM]`: one page.
     pub fn messages_page(&self, room: &str, from: Option<&str>, limit: u32) -> Value {
         let mut path = format!("rooms/{}/messages?dir=b&limit={limit}", enc(room));
