@@ -730,6 +730,18 @@ fn every_joined_room_by_default_and_only_the_rooms_given() {
     let v = t.alice.check_json(&["--room", r2, "--room", r1], 3);
     assert_eq!(room_ids(&v), want);
 
+    // --limit counts per room: the newest event of each.
+    let v = t.alice.check_json(&["--limit", "1"], 3);
+    assert_eq!(room_ids(&v), want);
+    assert_eq!(
+        counts(&room_of(&v, r1)["counts"]),
+        expect_counts(&[("decrypted", 1)])
+    );
+    assert_eq!(
+        counts(&room_of(&v, r2)["counts"]),
+        expect_counts(&[("missing", 1)])
+    );
+
     // She has no backup: the check says so, and it is not an error.
     let r = t
         .alice
