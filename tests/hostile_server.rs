@@ -73,6 +73,10 @@ enum Cmd {
     Check,
     /// `recovery-key check` with a Security Phrase
     CheckPhrase,
+    /// `history check` of the user's room (10 events per page)
+    History,
+    /// `history check --fix` with the current backup's recovery key
+    HistoryFix,
 }
 
 struct Rule {
@@ -165,6 +169,8 @@ struct World {
     rk2: PathBuf,
     phrase: PathBuf,
     file: PathBuf,
+    /// The user's room: two text messages and an event of a session only in v2.
+    room: String,
 }
 
 fn recovery_key_file(env: &Env, name: &str, k: &BackupDecryptionKey) -> PathBuf {
@@ -218,6 +224,40 @@ impl World {
         .ok();
         // More keys in v2 since: a download that succeeded would change the store.
         put_sessions(&api, &v2, &k2, "new", 3);
+        // A room whose one encrypted event is of a session only the backup (v2) holds: the
+        // check finds it in_backup, and a --fix that succeeded would change the store.
+        let room = api.ok(
+            "POST",
+            "createRoom",
+            Some(
+                &json!({"initial_state": [{"type": "m.room.encryption", "state_key": "",
+                "content": {"algorithm": "m.megolm.v1.aes-sha2"}}]}),
+            ),
+        )["room_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        for (i, body) in ["one", "two"].iter().enumerate() {
+            api.ok(
+                "PUT",
+                &format!("rooms/{}/send/m.room.message/t{i}", enc(&room)),
+                Some(&json!({"msgtype": "m.text", "body": body})),
+            );
+        }
+        let mut g = GenSession::new(&room);
+        let payload = json!({"type": "m.room.message", "room_id": room,
+            "content": {"msgtype": "m.text", "body": "secret"}});
+        let ciphertext = g.encrypt(&payload.to_string());
+        api.ok(
+            "PUT",
+            &format!("rooms/{}/send/m.room.encrypted/t2", enc(&room)),
+            Some(
+                &json!({"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": ciphertext,
+                "session_id": g.session_id, "sender_key": g.sender_key, "device_id": "OTHER"}),
+            ),
+        );
+        let d = g.backup_data(&k2.public_key(), 0, 0);
+        api.put_key(&v2, &room, &g.session_id.clone(), &d);
         World {
             file: fixture("export/element-three.txt"),
             user,
@@ -233,6 +273,7 @@ impl World {
             rk1,
             rk2,
             phrase,
+            room,
         }
     }
 
@@ -312,6 +353,17 @@ impl World {
             Cmd::CheckPhrase => {
                 words(&mut a, &["recovery-key", "check", "--security-phrase-file"]);
                 a.push(self.phrase.clone().into());
+            }
+            Cmd::History | Cmd::HistoryFix => {
+                store(&mut a);
+                words(&mut a, &["history", "check", "--page-size", "10"]);
+                if cmd == Cmd::HistoryFix {
+                    a.extend([
+                        "--fix".into(),
+                        "--recovery-key-file".into(),
+                        self.rk2.clone().into(),
+                    ]);
+                }
             }
         }
         net(&mut a);
@@ -703,6 +755,59 @@ fn cases(w: &World) -> Vec<Case> {
         c.no_put = method != "PUT";
         v.push(c);
     }
+    // 9. Room history: broken pages, a refusal, a stall; --fix's download broken half-way.
+    let messages = format!("/_matrix/client/v3/rooms/{}/messages", enc(&w.room));
+    let session_key = format!("{KEYS}/{}/", enc(&w.room));
+    for (what, action, code, message) in [
+        ("not JSON", body("<html>"), 15, "invalid response"),
+        (
+            "not events",
+            body(r#"{"chunk":[1,2],"end":"e"}"#),
+            15,
+            "event 0: not a JSON object",
+        ),
+        (
+            "larger than the page can be",
+            huge(
+                r#"{"chunk":[{"type":"m.room.message","content":{"body":""#,
+                r#""}}]}"#,
+            ),
+            15,
+            "larger than",
+        ),
+        (
+            "refused",
+            Action::Respond {
+                status: 403,
+                headers: vec![],
+                body: r#"{"errcode":"M_FORBIDDEN","error":"not in room"}"#.into(),
+            },
+            10,
+            "refused the room's history",
+        ),
+        ("stalled", Action::Stall(STALL), 15, "cannot reach"),
+    ] {
+        v.push(case(
+            format!("history check, messages {what}"),
+            History,
+            vec![rule("GET", messages.clone(), 0, action)],
+            code,
+            message,
+        ));
+    }
+    for (what, action, message) in [
+        ("not JSON", body("<html>"), "invalid response"),
+        ("reset", Action::ResetMidBody, "cannot reach"),
+        ("stalled", Action::Stall(STALL), "cannot reach"),
+    ] {
+        v.push(case(
+            format!("history check --fix, the session's download {what}"),
+            HistoryFix,
+            vec![rule("GET", session_key.clone(), 0, action)],
+            15,
+            message,
+        ));
+    }
     v
 }
 
@@ -715,7 +820,7 @@ fn hostile_server_cases() {
     let rows_before = common::store::rows(&w.env.store());
     let server_before = w.server_state();
     assert_eq!(server_before.0, w.v2);
-    assert_eq!(server_before.2.len(), 8);
+    assert_eq!(server_before.2.len(), 9);
 
     // Control: an honest proxy changes nothing about the outcome.
     {
@@ -724,6 +829,14 @@ fn hostile_server_cases() {
         std::fs::create_dir_all(&out).unwrap();
         let r = run(&w.env, &w.args(Cmd::Status, &proxy.url(), &out), &out);
         assert_eq!(r.code, 0, "{}", r.stderr);
+        // The history check finds the one encrypted event in the backup (and changes nothing).
+        let r = run(&w.env, &w.args(Cmd::History, &proxy.url(), &out), &out);
+        assert_eq!(r.code, 3, "{}", r.stderr);
+        assert!(
+            r.stdout.contains("1 encrypted event: 1 in_backup"),
+            "{}",
+            r.stdout
+        );
     }
 
     let all = cases(&w);
@@ -855,6 +968,6 @@ fn hostile_server_cases() {
         }
     }
     assert_eq!(sent, 3, "element-three's sessions");
-    assert_eq!(w.api.count(&w.v2), 11);
+    assert_eq!(w.api.count(&w.v2), 12);
     assert_eq!(w.api.count(&w.v1), 3);
 }

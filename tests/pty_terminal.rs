@@ -20,10 +20,11 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use common::megolm::GenSession;
 use common::pty::{Frame, Term};
-use common::synapse::{Hs, User, require_hs};
+use common::synapse::{Hs, User, enc, require_hs};
 use common::{Env, PASS, STORE_PASS, element, fixture};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// The default store as prompts show it.
 const STORE_SHOWN: &str = "~/.local/share/mxkeys";
@@ -1050,4 +1051,88 @@ fn backup_upload_download_check_and_delete_at_the_terminal() {
         &format!("Deleted backup version {version} (3 keys)."),
     );
     plain_code(&a, &["backup", "info", "--version", &version], 10);
+}
+
+#[test]
+fn history_check_fix_asks_for_the_backup_secret_before_any_bar() {
+    let hs = require_hs!();
+    let user = hs.register("pty-history");
+    let api = hs.api(&user);
+    // A room with one encrypted event of a session that only the server backup holds.
+    let room = api.ok(
+        "POST",
+        "createRoom",
+        Some(&json!({"name": "Lost and found"})),
+    )["room_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut g = GenSession::new(&room);
+    let payload = json!({"type": "m.room.message", "room_id": room,
+        "content": {"msgtype": "m.text", "body": "hello again"}});
+    let ciphertext = g.encrypt(&payload.to_string());
+    api.ok(
+        "PUT",
+        &format!("rooms/{}/send/m.room.encrypted/t0", enc(&room)),
+        Some(
+            &json!({"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": ciphertext,
+            "session_id": g.session_id, "sender_key": g.sender_key, "device_id": "PHONE"}),
+        ),
+    );
+    // Device A made the backup and put the session in it.
+    let a = logged_in(&hs, &user);
+    let rk_path = a.path("rk.txt");
+    plain_ok(&a, &["backup", "create", "-o", rk_path.to_str().unwrap()]);
+    let rk = std::fs::read_to_string(&rk_path)
+        .unwrap()
+        .trim()
+        .to_string();
+    let file = a.encrypt_json("one.txt", &json!([g.export_entry(0, &[])]));
+    import_plain(&a, &[&file]);
+    plain_ok(&a, &["backup", "upload"]);
+
+    // Device B has no key: the check says in_backup and what to do.
+    let b = logged_in(&hs, &user);
+    let mut t = Term::spawn(&b, &["history", "check"]);
+    t.converse(&[(&store_prompt(), STORE_PASS)]);
+    let f = t.expect_exit(3);
+    show("history check: final", &f);
+    assert!(
+        f.text
+            .contains("(Lost and found): 1 encrypted event: 1 in_backup"),
+        "{f}"
+    );
+    assert!(f.text.contains("Run again with --fix"), "{f}");
+
+    // --fix asks for the backup's secret before any bar, downloads that one session, and the
+    // check then finds the event decrypted.
+    let mut t = Term::spawn(&b, &["history", "check", "--fix"]);
+    let asked = t.converse(&[(&store_prompt(), STORE_PASS), (SECRET_PROMPT, &rk)]);
+    show_asked("history check --fix", &asked);
+    assert!(
+        !screens_at(&asked, SECRET_PROMPT).is_empty(),
+        "the secret was not asked for: {:?}",
+        prompts_of(&asked)
+    );
+    let f = t.expect_exit(0);
+    show("history check --fix: final", &f);
+    assert!(
+        f.text
+            .contains("(Lost and found): 1 encrypted event: 1 decrypted"),
+        "{f}"
+    );
+    assert!(
+        f.text
+            .contains("--fix: 1 of 1 helping session downloaded from backup version"),
+        "{f}"
+    );
+    assert!(
+        f.text.contains("1 in_backup before, 1 decrypted now."),
+        "{f}"
+    );
+    assert_never_shown(&t, &[STORE_PASS, &rk]);
+    assert_eq!(
+        store_sessions(&b),
+        BTreeSet::from([(room.clone(), g.session_id.clone())])
+    );
 }

@@ -123,6 +123,8 @@ pub fn room_events(
         let dir = opts.dir;
         scope.spawn(move || {
             let mut from = first_from;
+            // A server that hands back a token it gave before would loop forever.
+            let mut seen = std::collections::HashSet::new();
             loop {
                 let page = client.messages(room_id, from.as_deref(), dir, page_size);
                 let next = match &page {
@@ -133,8 +135,9 @@ pub fn room_events(
                     return;
                 }
                 match next {
-                    // A server that hands back the same token would loop forever.
-                    Some(n) if Some(&n) != from.as_ref() => from = Some(n),
+                    Some(n) if Some(&n) != from.as_ref() && seen.insert(n.clone()) => {
+                        from = Some(n)
+                    }
                     _ => return,
                 }
             }
