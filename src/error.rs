@@ -87,6 +87,10 @@ pub enum Error {
     #[error(transparent)]
     Client(#[from] crate::client::ClientError),
 
+    /// Another client's store could not be read.
+    #[error(transparent)]
+    ClientStore(#[from] crate::client_store::ClientStoreError),
+
     /// Refusing to replace an existing output file.
     #[error("{path} already exists")]
     OutputExists {
@@ -155,6 +159,7 @@ impl Error {
             }
             Error::FileNotFound { .. } => ErrorKind::NotFound,
             Error::Client(e) => e.kind(),
+            Error::ClientStore(e) => e.kind(),
             Error::Recovery(e) => e.kind(),
             Error::Interrupted => ErrorKind::Interrupted,
             Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {

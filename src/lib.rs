@@ -26,6 +26,7 @@
 
 pub mod backup;
 pub mod client;
+pub mod client_store;
 pub mod error;
 pub mod export;
 pub mod fs;

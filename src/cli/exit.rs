@@ -1,5 +1,6 @@
 //! Exit codes, and the one place that maps typed errors to them (never by matching strings).
 
+use mxkeys::client_store::ClientStoreError;
 use mxkeys::export::ExportFormatError;
 use mxkeys::store::StoreError;
 use mxkeys::{Error, ErrorKind};
@@ -113,6 +114,38 @@ fn hint_for_export(e: &ExportFormatError) -> &'static str {
             "something modified the file while mxkeys read it; run the command again"
         }
         _ => "the file is damaged; export the keys again from the client that made it",
+    }
+}
+
+fn hint_for_client_store(e: &ClientStoreError) -> &'static str {
+    match e {
+        ClientStoreError::NotFound(_) => {
+            "give the client's store: nio's store directory or its {user}_{device}.db, pantalaimon's data directory or pan.db"
+        }
+        ClientStoreError::UnknownKind { .. } => {
+            "mxkeys reads matrix-nio and pantalaimon stores; give the database file itself, or force the kind with --client-store-kind"
+        }
+        ClientStoreError::Unreadable { .. } => {
+            "the file is not a database, or a truncated or damaged copy; copy the store again from the client's machine (stop the client first)"
+        }
+        ClientStoreError::WhichAccount { .. } => {
+            "choose the account with --client-store-user @user:server (or @user:server/DEVICE)"
+        }
+        ClientStoreError::NoSuchAccount { .. } => {
+            "`mxkeys inspect --client-store PATH` lists the accounts the store holds"
+        }
+        ClientStoreError::WrongPickleKey { .. } => {
+            "give the client's pickle key with --client-store-passphrase-file (nio's default, DEFAULT_KEY, is tried when none is given)"
+        }
+        ClientStoreError::NewerSchema { .. } => {
+            "a newer client wrote this store; use a newer mxkeys, or export the keys from the client itself"
+        }
+        ClientStoreError::Damaged { .. } => {
+            "the database is damaged or truncated; copy it again from the client's machine (stop the client first)"
+        }
+        ClientStoreError::Copy { .. } => {
+            "mxkeys reads a copy of the store in the temporary directory: check its free space, and that the store is readable"
+        }
     }
 }
 
@@ -275,6 +308,7 @@ pub fn classify(err: &anyhow::Error) -> (Code, Option<String>) {
                     "give the Security Key or Security Phrase of this account's secret storage".into(),
                 ),
                 Error::Client(c) => Some(client_hint(c)),
+                Error::ClientStore(c) => Some(hint_for_client_store(c).into()),
                 Error::Recovery(r) => Some(hint_for_recovery(r).into()),
                 Error::Interrupted => Some(
                     "stopped by Ctrl-C: no partial file was kept and the store's changes were rolled back; run the command again to finish"
@@ -295,6 +329,12 @@ pub fn classify(err: &anyhow::Error) -> (Code, Option<String>) {
         }
         if let Some(e) = cause.downcast_ref::<mxkeys::recovery::RecoveryError>() {
             return (code_of_kind(e.kind()), Some(hint_for_recovery(e).into()));
+        }
+        if let Some(e) = cause.downcast_ref::<ClientStoreError>() {
+            return (
+                code_of_kind(e.kind()),
+                Some(hint_for_client_store(e).into()),
+            );
         }
         if let Some(e) = cause.downcast_ref::<mxkeys::backup::BackupError>() {
             return (code_of_kind(e.kind()), Some(hint_for_backup(e).into()));

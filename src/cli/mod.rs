@@ -294,12 +294,53 @@ pub struct InitArgs {
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// Export files ('-' for stdin)
-    #[arg(required = true, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    #[arg(required_unless_present = "client_store", value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub files: Vec<PathBuf>,
     #[command(flatten)]
     pub passphrase: PassphraseArgs,
     #[command(flatten)]
     pub read: ReadArgs,
+    #[command(flatten)]
+    pub client: ClientStoreArgs,
+}
+
+/// Another client's own store as the source of keys (read-only; a copy is read).
+#[derive(Debug, Args, Clone, Default)]
+pub struct ClientStoreArgs {
+    /// Read the keys of another client's store: matrix-nio's store directory or
+    /// {user}_{device}.db, pantalaimon's data directory or pan.db (never modified)
+    #[arg(long, value_name = "PATH", value_hint = ValueHint::AnyPath, help_heading = "Client store")]
+    pub client_store: Option<PathBuf>,
+    /// The store's kind instead of detecting it
+    #[arg(long, value_name = "KIND", value_parser = ["nio", "pantalaimon"], requires = "client_store", help_heading = "Client store")]
+    pub client_store_kind: Option<String>,
+    /// The account to read, for stores of several (pantalaimon): @user:server or @user:server/DEVICE
+    #[arg(
+        long,
+        value_name = "USER_ID",
+        requires = "client_store",
+        help_heading = "Client store"
+    )]
+    pub client_store_user: Option<String>,
+    /// Read the client's pickle key or store passphrase from this file [default: nio's DEFAULT_KEY]
+    #[arg(long, value_name = "PATH", value_hint = ValueHint::FilePath, requires = "client_store", help_heading = "Client store")]
+    pub client_store_passphrase_file: Option<PathBuf>,
+    /// Read the client's pickle key or store passphrase from this open file descriptor
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "client_store",
+        help_heading = "Client store"
+    )]
+    pub client_store_passphrase_fd: Option<i32>,
+    /// Run this command (no shell) and read the client's pickle key from its output
+    #[arg(
+        long,
+        value_name = "CMD",
+        requires = "client_store",
+        help_heading = "Client store"
+    )]
+    pub client_store_passphrase_command: Option<String>,
 }
 
 /// `export`
@@ -320,6 +361,8 @@ pub struct ExportArgs {
     pub out: OutputArgs,
     #[command(flatten)]
     pub passphrase: PassphraseArgs,
+    #[command(flatten)]
+    pub client: ClientStoreArgs,
 }
 
 /// `list`
@@ -334,8 +377,8 @@ pub struct ListArgs {
 #[derive(Debug, Args)]
 pub struct InspectArgs {
     /// Export file ('-' for stdin)
-    #[arg(value_name = "FILE", value_hint = ValueHint::FilePath)]
-    pub file: PathBuf,
+    #[arg(value_name = "FILE", value_hint = ValueHint::FilePath, required_unless_present = "client_store", conflicts_with = "client_store")]
+    pub file: Option<PathBuf>,
     /// Also decrypt (asks for the passphrase when no source is given)
     #[arg(long)]
     pub decrypt: bool,
@@ -343,6 +386,8 @@ pub struct InspectArgs {
     pub passphrase: PassphraseArgs,
     #[command(flatten)]
     pub read: ReadArgs,
+    #[command(flatten)]
+    pub client: ClientStoreArgs,
 }
 
 /// `decrypt`

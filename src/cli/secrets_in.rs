@@ -429,6 +429,19 @@ pub fn export_passphrase(a: &super::PassphraseArgs) -> Source {
     }
 }
 
+/// The sources of another client's pickle key or store passphrase.
+pub fn client_store_passphrase(a: &super::ClientStoreArgs) -> Source {
+    Source {
+        what: "client store's pickle key",
+        flag: "client-store-passphrase",
+        env: "MXKEYS_CLIENT_STORE_PASSPHRASE",
+        file: a.client_store_passphrase_file.clone(),
+        fd: a.client_store_passphrase_fd,
+        command: a.client_store_passphrase_command.clone(),
+        prompt: None,
+    }
+}
+
 /// The new-passphrase sources from the flags.
 pub fn new_passphrase(a: &super::NewPassphraseArgs) -> Source {
     Source {

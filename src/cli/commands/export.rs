@@ -10,6 +10,9 @@ use crate::cli::secrets_in;
 
 /// Run `export`.
 pub fn run(ctx: &Context<'_>, a: ExportArgs) -> anyhow::Result<Code> {
+    if let Some(path) = a.client.client_store.clone() {
+        return super::client_store::export(ctx, &a, &path);
+    }
     let out = Some(a.output.as_path());
     Sink::precheck(out, a.out.force)?;
     secrets_in::check_one_stdin_secret(&[

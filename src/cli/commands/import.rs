@@ -9,6 +9,9 @@ use crate::cli::secrets_in;
 
 /// Run `import`.
 pub fn run(ctx: &Context<'_>, a: ImportArgs) -> anyhow::Result<Code> {
+    if let Some(path) = a.client.client_store.clone() {
+        return super::client_store::import(ctx, &a, &path);
+    }
     let stdin_is_data = check_stdin_once(&a.files)?;
     secrets_in::check_one_stdin_secret(&[
         &secrets_in::store_passphrase(ctx.global),

@@ -28,13 +28,23 @@ struct Invalid {
 
 /// Run `inspect`.
 pub fn run(ctx: &Context<'_>, a: InspectArgs) -> anyhow::Result<Code> {
-    let stdin_is_data = a.file.as_os_str() == "-";
+    let file = match (&a.file, &a.client.client_store) {
+        (_, Some(path)) => return super::client_store::inspect(ctx, &a.client, path),
+        (Some(f), None) => f.clone(),
+        (None, None) => {
+            return Err(crate::cli::exit::CliError::usage(
+                "nothing to inspect",
+                "give an export file, or --client-store PATH",
+            ));
+        }
+    };
+    let stdin_is_data = file.as_os_str() == "-";
     let bar = ctx.ui.bar();
-    bar.set_subject(Some(&a.file.display().to_string()));
+    bar.set_subject(Some(&file.display().to_string()));
     let limits = Limits {
         max_rounds: a.read.max_rounds,
     };
-    let (label, reader) = open_export(open_input(&a.file)?, &limits, &bar)?;
+    let (label, reader) = open_export(open_input(&file)?, &limits, &bar)?;
     let info = reader.info().clone();
     let source = secrets_in::export_passphrase(&a.passphrase);
     let mut report = serde_json::json!({

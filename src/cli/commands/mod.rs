@@ -1,6 +1,7 @@
 //! One module per command, each with a `run` function; shared plumbing lives here.
 
 pub mod backup;
+pub mod client_store;
 pub mod completions;
 pub mod decrypt;
 pub mod encrypt;

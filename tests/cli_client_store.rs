@@ -1,0 +1,456 @@
+//! `--client-store`: keys out of stores written by real clients (fixtures/client-stores/, made
+//! with matrix-nio 0.26.0 and pantalaimon 0.10.5 from PyPI; see fixtures/README.md), compared
+//! exactly with what each client's own `export_keys` wrote for the same store; the client's
+//! files never modified; damaged and hostile stores get one-line errors and no output.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::cli::assert_error;
+use common::{Env, PASS, element, fixture, session_set, text};
+use serde_json::Value;
+
+const NIO_EXPORT_PASS: &str = "nio export passphrase";
+const PAN_EXPORT_PASS: &str = "pan export passphrase";
+const NIO_DB: &str = "@niobot:localhost_NIODEVICE.db";
+
+/// A copy of a fixture store directory in the test's work directory.
+fn copy_store(env: &Env, name: &str) -> PathBuf {
+    let from = fixture(&format!("client-stores/{name}"));
+    let to = env.path(name);
+    std::fs::create_dir_all(&to).unwrap();
+    for e in std::fs::read_dir(&from).unwrap() {
+        let e = e.unwrap();
+        if e.path().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+    to
+}
+
+/// The sessions of a client's own export file (its own armor, read by the independent
+/// decryptor of the tests).
+fn client_export(name: &str, pass: &str) -> Vec<Value> {
+    let armored = std::fs::read(fixture(&format!("client-stores/{name}"))).unwrap();
+    let pt = element::open(&element::unarmor(&armored), pass.as_bytes())
+        .unwrap()
+        .plaintext;
+    serde_json::from_slice(&pt).unwrap()
+}
+
+/// `mxkeys export --client-store STORE -o OUT` (no mxkeys store), then the file's sessions.
+fn export_client_store(env: &Env, store: &Path, extra: &[&str]) -> (Value, Vec<Value>) {
+    let out = env.path("out.txt");
+    let _ = std::fs::remove_file(&out);
+    let o = env
+        .cmd()
+        .args(["--json", "export", "--client-store"])
+        .arg(store)
+        .arg("-o")
+        .arg(&out)
+        .args(["--rounds", "1000", "--passphrase-file"])
+        .arg(env.pass_file())
+        .args(extra)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(common::mode(&out), 0o600);
+    let pt = element::decrypt_file(&out, PASS.as_bytes()).plaintext;
+    (report, serde_json::from_slice(&pt).unwrap())
+}
+
+/// Every file under a directory with its bytes and modification time.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>, std::time::SystemTime)> {
+    let mut v: Vec<_> = common::all_bytes_under(dir)
+        .into_iter()
+        .map(|(p, b)| {
+            let m = std::fs::metadata(&p).unwrap().modified().unwrap();
+            (p, b, m)
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+#[test]
+fn inspect_says_what_kind_whose_and_how_many() {
+    let env = Env::new();
+    let store = copy_store(&env, "nio-default");
+    let o = env
+        .cmd()
+        .args(["--json", "inspect", "--client-store"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["kind"], "nio");
+    assert_eq!(v["schema_version"], 2);
+    assert_eq!(v["account"]["user_id"], "@niobot:localhost");
+    assert_eq!(v["account"]["device_id"], "NIODEVICE");
+    assert_eq!(v["sessions"], 5);
+    assert_eq!(v["rooms"], 5);
+    assert!(v["client_store"].as_str().unwrap().ends_with(NIO_DB));
+    // Human form, on the database file itself; no pickle key is needed to inspect.
+    let o = env
+        .cmd()
+        .args(["inspect", "--client-store"])
+        .arg(store.join(NIO_DB))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let t = text(&o.stdout);
+    assert!(
+        t.contains("kind:               nio (schema version 2)"),
+        "{t}"
+    );
+    assert!(
+        t.contains("account:            @niobot:localhost device NIODEVICE"),
+        "{t}"
+    );
+    assert!(t.contains("inbound sessions:   5 in 5 rooms"), "{t}");
+    // pantalaimon: both accounts, and one of them when chosen.
+    let pan = copy_store(&env, "pantalaimon");
+    let o = env
+        .cmd()
+        .args(["--json", "inspect", "--client-store"])
+        .arg(&pan)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["kind"], "pantalaimon");
+    assert_eq!(v["accounts"].as_array().unwrap().len(), 2);
+    assert_eq!(v["account"], Value::Null);
+    assert_eq!(v["sessions"], 3);
+    let o = env
+        .cmd()
+        .args([
+            "--json",
+            "inspect",
+            "--client-store-user",
+            "@bob:localhost",
+            "--client-store",
+        ])
+        .arg(&pan)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["account"]["device_id"], "PANBOB");
+    assert_eq!(v["sessions"], 1);
+}
+
+#[test]
+fn nio_stores_export_exactly_what_nio_exports() {
+    let env = Env::new();
+    let nio_default = client_export("nio-default.export.txt", NIO_EXPORT_PASS);
+    assert_eq!(nio_default.len(), 5);
+    let store = copy_store(&env, "nio-default");
+    let (report, ours) = export_client_store(&env, &store, &[]);
+    assert_eq!(report["kind"], "nio");
+    assert_eq!(report["sessions"], 5);
+    assert_eq!(report["rejected"], 0);
+    assert_eq!(session_set(&ours), session_set(&nio_default));
+    // The three imported from Element are the Element file's sessions, key for key (nio does
+    // not keep the shared-history flag, so neither export has it).
+    let element = common::read_sessions(&fixture("export/plaintext/element-three.json"));
+    let ours_set = session_set(&ours);
+    for (k, mut v) in session_set(&element) {
+        v.insert("<shared>".into(), Value::Bool(false));
+        assert_eq!(ours_set.get(&k), Some(&v), "{k:?}");
+    }
+
+    // A custom pickle key: refused without it (12, no output), exact with it.
+    let custom = copy_store(&env, "nio-custom-key");
+    let out = env.path("custom.txt");
+    let o = env
+        .cmd()
+        .args(["export", "--client-store"])
+        .arg(&custom)
+        .arg("-o")
+        .arg(&out)
+        .args(["--rounds", "1000", "--passphrase-file"])
+        .arg(env.pass_file())
+        .output()
+        .unwrap();
+    assert_error(
+        &o,
+        12,
+        "the pickle key does not decrypt the store's sessions",
+        "--client-store-passphrase-file",
+    );
+    assert!(!out.exists());
+    let pk = env.write_secret("pickle-key.txt", "bot pickle key 42\n");
+    let (_, ours) = export_client_store(
+        &env,
+        &custom,
+        &["--client-store-passphrase-file", pk.to_str().unwrap()],
+    );
+    assert_eq!(
+        session_set(&ours),
+        session_set(&client_export("nio-custom-key.export.txt", NIO_EXPORT_PASS))
+    );
+}
+
+#[test]
+fn pantalaimon_libolm_pickles_per_account() {
+    let env = Env::new();
+    let pan = copy_store(&env, "pantalaimon");
+    // Two accounts: choose one.
+    let out = env.path("pan.txt");
+    let o = env
+        .cmd()
+        .args(["export", "--client-store"])
+        .arg(&pan)
+        .arg("-o")
+        .arg(&out)
+        .args(["--rounds", "1000", "--passphrase-file"])
+        .arg(env.pass_file())
+        .output()
+        .unwrap();
+    assert_error(&o, 2, "holds 2 accounts", "--client-store-user");
+    assert!(!out.exists());
+    for (user, device) in [
+        ("@alice:localhost", "PANALICE"),
+        ("@bob:localhost", "PANBOB"),
+    ] {
+        let (report, ours) =
+            export_client_store(&env, &pan.join("pan.db"), &["--client-store-user", user]);
+        assert_eq!(report["kind"], "pantalaimon");
+        let theirs = client_export(&format!("pantalaimon-{device}.export.txt"), PAN_EXPORT_PASS);
+        assert_eq!(session_set(&ours), session_set(&theirs), "{user}");
+    }
+    // USER/DEVICE works too; an unknown account is named.
+    let (_, ours) = export_client_store(
+        &env,
+        &pan,
+        &["--client-store-user", "@bob:localhost/PANBOB"],
+    );
+    assert_eq!(ours.len(), 1);
+    let o = env
+        .cmd()
+        .args([
+            "export",
+            "--client-store-user",
+            "@carol:localhost",
+            "--client-store",
+        ])
+        .arg(&pan)
+        .arg("-o")
+        .arg(&out)
+        .args(["--passphrase-file"])
+        .arg(env.pass_file())
+        .output()
+        .unwrap();
+    assert_error(
+        &o,
+        2,
+        "holds no account @carol:localhost",
+        "mxkeys inspect --client-store",
+    );
+}
+
+#[test]
+fn import_into_the_store_in_one_transaction_and_the_client_files_stay_untouched() {
+    let env = Env::new();
+    env.init_store();
+    let store = copy_store(&env, "nio-default");
+    let pan = copy_store(&env, "pantalaimon");
+    let before = (snapshot(&store), snapshot(&pan));
+    let o = env
+        .scmd()
+        .args(["--json", "import", "--client-store"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["read"].as_u64(), v["imported"].as_u64()),
+        (Some(5), Some(5))
+    );
+    assert_eq!(v["libolm_pickles"], 0);
+    // Again: nothing new.
+    let o = env
+        .scmd()
+        .args(["--json", "import", "--client-store"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["imported"].as_u64(), v["unchanged"].as_u64()),
+        (Some(0), Some(5))
+    );
+    let o = env
+        .scmd()
+        .args([
+            "--json",
+            "import",
+            "--client-store-user",
+            "@alice:localhost",
+            "--client-store",
+        ])
+        .arg(&pan)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["imported"].as_u64(), v["libolm_pickles"].as_u64()),
+        (Some(2), Some(2))
+    );
+    // The store now holds exactly nio's and pantalaimon's (alice's) sessions.
+    let mut expected = session_set(&client_export("nio-default.export.txt", NIO_EXPORT_PASS));
+    expected.extend(session_set(&client_export(
+        "pantalaimon-PANALICE.export.txt",
+        PAN_EXPORT_PASS,
+    )));
+    assert_eq!(session_set(&env.export_sessions("all.txt", &[])), expected);
+    // inspect, import and export never changed a byte or a modification time of the
+    // client's files, nor left a -wal or -shm beside them.
+    export_client_store(&env, &store, &[]);
+    env.cmd()
+        .args(["inspect", "--client-store"])
+        .arg(&pan)
+        .assert()
+        .success();
+    assert_eq!((snapshot(&store), snapshot(&pan)), before);
+}
+
+/// A writable copy of the nio fixture database, changed by `sql`.
+fn altered(env: &Env, name: &str, sql: &str) -> PathBuf {
+    let dir = copy_store(env, "nio-default");
+    let db = dir.join(NIO_DB);
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(sql).unwrap();
+    drop(c);
+    let to = env.path(name);
+    std::fs::rename(&db, &to).unwrap();
+    to
+}
+
+fn export_fails(env: &Env, store: &Path, code: i32, message: &str, hint: &str) {
+    let out = env.path("fail.txt");
+    let o = env
+        .cmd()
+        .args(["export", "--client-store"])
+        .arg(store)
+        .arg("-o")
+        .arg(&out)
+        .args(["--rounds", "1000", "--passphrase-file"])
+        .arg(env.pass_file())
+        .output()
+        .unwrap();
+    assert_error(&o, code, message, hint);
+    assert!(
+        !out.exists(),
+        "an output file was left for {}",
+        store.display()
+    );
+}
+
+#[test]
+fn damaged_and_hostile_stores_are_clean_errors() {
+    let env = Env::new();
+    export_fails(
+        &env,
+        &env.path("absent"),
+        10,
+        "no such file or directory",
+        "nio's store directory",
+    );
+    let empty = env.path("empty-dir");
+    std::fs::create_dir_all(&empty).unwrap();
+    export_fails(
+        &env,
+        &empty,
+        13,
+        "a directory without a nio",
+        "--client-store-kind",
+    );
+    let garbage = env.write("garbage.db", vec![0x5au8; 8192]);
+    export_fails(
+        &env,
+        &garbage,
+        13,
+        "not a readable SQLite database",
+        "copy the store again",
+    );
+    let bytes = std::fs::read(fixture(&format!("client-stores/nio-default/{NIO_DB}"))).unwrap();
+    let truncated = env.write("truncated.db", &bytes[..bytes.len() / 3]);
+    export_fails(
+        &env,
+        &truncated,
+        13,
+        "not a readable SQLite database",
+        "truncated or damaged",
+    );
+    let other = altered(&env, "other.db", "DROP TABLE megolminboundsessions;");
+    export_fails(
+        &env,
+        &other,
+        13,
+        "no table of a known client",
+        "--client-store-kind",
+    );
+    let newer = altered(&env, "newer.db", "UPDATE storeversion SET version = 99;");
+    export_fails(
+        &env,
+        &newer,
+        13,
+        "nio store schema version 99; mxkeys reads versions up to 2",
+        "newer mxkeys",
+    );
+    // One garbage pickle: that row is reported and skipped (exit 3), the rest exported.
+    let one_bad = altered(
+        &env,
+        "one-bad.db",
+        "UPDATE megolminboundsessions SET session = X'00ff00' WHERE room_id = '!bots:localhost';",
+    );
+    let out = env.path("partial.txt");
+    let o = env
+        .cmd()
+        .args(["--json", "export", "--client-store"])
+        .arg(&one_bad)
+        .arg("-o")
+        .arg(&out)
+        .args(["--rounds", "1000", "--passphrase-file"])
+        .arg(env.pass_file())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["sessions"].as_u64(), v["rejected"].as_u64()),
+        (Some(4), Some(1))
+    );
+    assert_eq!(v["rejections"][0]["room_id"], "!bots:localhost");
+    // A pickle of another session under a row's id is refused, not exported under that id.
+    let swapped = altered(
+        &env,
+        "swapped.db",
+        "UPDATE megolminboundsessions SET session = (SELECT session FROM megolminboundsessions \
+         WHERE room_id = '!ops:localhost') WHERE room_id = '!bots:localhost';",
+    );
+    let o = env
+        .cmd()
+        .args(["--json", "export", "--client-store"])
+        .arg(&swapped)
+        .arg("-o")
+        .arg(env.path("swapped.txt"))
+        .args(["--rounds", "1000", "--passphrase-file"])
+        .arg(env.pass_file())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v["rejections"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the pickle holds session"),
+        "{v}"
+    );
+}
