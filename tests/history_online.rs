@@ -649,6 +649,48 @@ fn fix_takes_the_backup_key_from_a_recovery_key_file() {
     assert_eq!(fresh.held(), vec![s.id("b").to_string()]);
 }
 
+#[test]
+fn events_from_before_the_join_count_as_readable_when_a_key_is_there() {
+    let hs = require_hs!();
+    let alice = account(&hs, "alice");
+    let bob = Sender::register(&hs, "bob");
+    let room = bob.create_room();
+    // All three sessions sent before alice is even invited (her membership then: leave).
+    let mut held = GenSession::new(&room);
+    let mut backed_up = GenSession::new(&room);
+    let mut lost = GenSession::new(&room);
+    bob.send_many(&mut held, "held", 2);
+    bob.send_many(&mut backed_up, "backed-up", 3);
+    bob.send_many(&mut lost, "lost", 1);
+    bob.add_member(&room, &alice.api, &alice.user.user_id);
+    alice.import("held.txt", &[held.export_entry(0, &[])]);
+    alice.create_backup();
+    alice.upload_to_backup("backed-up.txt", &[backed_up.export_entry(0, &[])]);
+
+    // A key held decrypts it; the backup's copy makes it in_backup (the backup would make it
+    // readable); only with no key anywhere is it before_join (and that is fine: exit 0 then).
+    let v = alice.check_json(&["--room", &room], 3);
+    assert_eq!(
+        counts(&v["counts"]),
+        expect_counts(&[("decrypted", 2), ("in_backup", 3), ("before_join", 1)]),
+        "{v}"
+    );
+    let r = room_of(&v, &room);
+    assert_eq!(
+        session_table(r),
+        BTreeMap::from([((backed_up.session_id.clone(), "in_backup".to_string()), 3)]),
+        "{r}"
+    );
+
+    let v = alice.check_json(&["--room", &room, "--fix"], 0);
+    assert_eq!(
+        counts(&v["counts"]),
+        expect_counts(&[("decrypted", 5), ("before_join", 1)]),
+        "{v}"
+    );
+    assert_eq!(v["fix"]["imported"], 1);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Which rooms, how many events
 
