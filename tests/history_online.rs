@@ -890,6 +890,22 @@ fn pages_through_a_room_longer_than_a_page() {
     assert_eq!(counts(&v1["counts"]), counts(&v["counts"]));
     let one = pages(1000);
     assert_eq!(one.concat(), all);
+
+    // With --limit, paging stops at the newest events it needs, long before the room's start.
+    let v = alice.check_json(&["--room", &room, "--page-size", "3", "--limit", "5"], 0);
+    assert_eq!(
+        counts(&v["counts"]),
+        expect_counts(&[("decrypted", 5)]),
+        "{v}"
+    );
+    let limited = pages(3);
+    assert!(
+        limited.len() < all.len().div_ceil(3),
+        "{} pages of 3 for 5 events of {}",
+        limited.len(),
+        all.len()
+    );
+    assert_eq!(limited.concat()[..5], all[..5]);
     assert!(one.len() <= 2, "{} pages", one.len());
 }
 
