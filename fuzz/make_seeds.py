@@ -190,6 +190,18 @@ def main():
     first = min(recorded, key=lambda r: (r["room_id"], r["session_id"]))
     write("room_events", "megolm-message", b"\x01" + unb64(first["event"]["content"]["ciphertext"]))
 
+    # encrypted_file: EncryptedFile JSON (0), a downloaded ciphertext (1), formatted_body
+    # HTML (2), an mxc:// URI (3).
+    att = FIX / "attachment"
+    write("encrypted_file", "pixel-file", b"\x00" + (att / "pixel.png.file.json").read_bytes())
+    write("encrypted_file", "text-file", b"\x00" + (att / "hello.txt.file.json").read_bytes())
+    write("encrypted_file", "pixel-ciphertext", b"\x01" + (att / "pixel.png.enc").read_bytes())
+    write("encrypted_file", "formatted-body", b"\x02" + (
+        '<b>bold</b><script>alert(1)</script><img src="mxc://example.org/ok" onerror="x()">'
+        '<a href="javascript:alert(1)">js</a><a href="https://matrix.org">ok</a>'
+        '<mx-reply><blockquote>quoted</blockquote></mx-reply><font color="red">f</font>').encode())
+    write("encrypted_file", "mxc", b"\x03" + b"mxc://example.org/abc_DEF-123")
+
 
 if __name__ == "__main__":
     main()

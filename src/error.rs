@@ -87,6 +87,10 @@ pub enum Error {
     #[error(transparent)]
     Client(#[from] crate::client::ClientError),
 
+    /// An encrypted attachment could not be used.
+    #[error(transparent)]
+    Attachment(#[from] crate::room::attachment::AttachmentError),
+
     /// Another client's store could not be read.
     #[error(transparent)]
     ClientStore(#[from] crate::client_store::ClientStoreError),
@@ -148,7 +152,8 @@ impl Error {
             Error::InvalidExport(_)
             | Error::NotAKeyExport(_)
             | Error::NotASessionArray(_)
-            | Error::Session(_) => ErrorKind::InvalidInput,
+            | Error::Session(_)
+            | Error::Attachment(_) => ErrorKind::InvalidInput,
             Error::WrongPassphraseOrModified => ErrorKind::WrongSecret,
             Error::Store(e) => e.kind(),
             Error::RecoveryKey(e) => e.kind(),

@@ -20,8 +20,8 @@
 //! | [`passphrase_strength`] | how guessable a new passphrase is (zxcvbn, Element's rule) |
 //! | [`fs`] | atomic, mode-0600 file output |
 //! | [`progress`] | progress and cancellation hooks for long work |
-//! | [`room`] | room events: saved `/messages` responses, Megolm decryption of `m.room.encrypted` |
-//! | [`history`] | the history check: one class per encrypted event, per-room and per-session report |
+//! | [`room`] | room events: saved `/messages` responses, Megolm decryption of `m.room.encrypted`, encrypted attachments |
+//! | [`history`] | the history check: one class per encrypted event, per-room and per-session report; the history export |
 #![forbid(unsafe_code)]
 
 pub mod backup;

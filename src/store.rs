@@ -38,7 +38,9 @@ pub const DB_FILE: &str = "keys.sqlite3";
 pub const LOCK_FILE: &str = "lock";
 /// Default PBKDF2 rounds for the store passphrase.
 pub const DEFAULT_KDF_ROUNDS: u32 = 500_000;
-const SCHEMA_VERSION: i64 = 1;
+/// Version 2 adds `sessions.source` (where each held copy came from); version-1 stores are
+/// migrated when opened for writing, and read as they are otherwise.
+const SCHEMA_VERSION: i64 = 2;
 const KEY_AAD: &[u8] = b"mxkeys store data key v1";
 const ROW_AAD: &[u8] = b"mxkeys session v1";
 const SECRET_AAD: &[u8] = b"mxkeys secret v1";
@@ -261,6 +263,9 @@ pub struct RoomSummary {
     pub min_first_index: u32,
     /// Highest first known index among them.
     pub max_first_index: u32,
+    /// Where the held copies came from, with how many each (`unknown`: stored before mxkeys
+    /// recorded sources).
+    pub sources: std::collections::BTreeMap<String, u64>,
 }
 
 /// Facts about a store, none secret.
@@ -286,6 +291,7 @@ pub struct Store {
     protection: Protection,
     kdf_rounds: Option<u32>,
     _lock: Option<File>,
+    has_source: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -348,6 +354,8 @@ pub struct Locked {
     salt: Vec<u8>,
     rounds: u32,
     wrapped: Vec<u8>,
+    /// The sessions table has the `source` column (schema 2).
+    has_source: bool,
 }
 
 impl Locked {
@@ -416,7 +424,7 @@ impl Locked {
 
     /// Rooms and session counts (no passphrase needed: ids are stored in the clear).
     pub fn list(&self, rooms: &[String]) -> StoreResult<Vec<RoomSummary>> {
-        list(&self.conn, rooms)
+        list(&self.conn, rooms, self.has_source)
     }
 
     /// Walk (room, session, first known index) of every session (no passphrase needed).
@@ -432,6 +440,7 @@ impl Locked {
             protection: self.protection,
             kdf_rounds: (self.protection == Protection::Sealed).then_some(self.rounds),
             _lock: self.lock,
+            has_source: self.has_source,
         }
     }
 }
@@ -469,7 +478,8 @@ impl Store {
                      session_id TEXT NOT NULL,
                      first_index INTEGER NOT NULL,
                      sender_key TEXT NOT NULL,
-                     updated_at INTEGER NOT NULL
+                     updated_at INTEGER NOT NULL,
+                     source TEXT
                  );
                  CREATE INDEX sessions_by_key ON sessions (key_hash);
                  CREATE TABLE session_data (id INTEGER PRIMARY KEY, data BLOB NOT NULL);
@@ -558,6 +568,16 @@ impl Store {
         if version > SCHEMA_VERSION {
             return Err(StoreError::NewerSchema(version));
         }
+        if version < 2 && access == Access::Write {
+            // Under the lock: add the source column, in one transaction with the version.
+            conn.execute_batch(
+                "BEGIN IMMEDIATE;
+                 ALTER TABLE sessions ADD COLUMN source TEXT;
+                 UPDATE meta SET value = 2 WHERE key = 'schema_version';
+                 COMMIT;",
+            )?;
+        }
+        let has_source = version >= 2 || access == Access::Write;
         let protection = match meta("protection")? {
             Some(V::Text(t)) if t == "sealed" => Protection::Sealed,
             Some(V::Text(t)) if t == "unsealed" => Protection::Unsealed,
@@ -588,6 +608,7 @@ impl Store {
             salt,
             rounds,
             wrapped,
+            has_source,
         })
     }
 
@@ -603,7 +624,7 @@ impl Store {
 
     /// Rooms and session counts (reads no key).
     pub fn list(&self, rooms: &[String]) -> StoreResult<Vec<RoomSummary>> {
-        list(&self.conn, rooms)
+        list(&self.conn, rooms, self.has_source)
     }
 
     /// Number of rooms with sessions matching `filter` (reads no key).
@@ -741,6 +762,7 @@ impl Store {
             tx,
             sealer: &self.sealer,
             counts: MergeCounts::default(),
+            source: None,
         })
     }
 }
@@ -779,26 +801,51 @@ fn for_each_index(conn: &Connection, f: &mut dyn FnMut(&str, &str, u32)) -> Stor
     Ok(n)
 }
 
-fn list(conn: &Connection, rooms: &[String]) -> StoreResult<Vec<RoomSummary>> {
-    let mut sql =
-        String::from("SELECT room_id, COUNT(*), MIN(first_index), MAX(first_index) FROM sessions");
-    if !rooms.is_empty() {
-        sql.push_str(&format!(
-            " WHERE room_id IN ({})",
-            placeholders(rooms.len())
-        ));
-    }
-    sql.push_str(" GROUP BY room_id ORDER BY room_id");
+fn list(conn: &Connection, rooms: &[String], has_source: bool) -> StoreResult<Vec<RoomSummary>> {
+    let filter = if rooms.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE room_id IN ({})", placeholders(rooms.len()))
+    };
+    let source = if has_source {
+        "COALESCE(source, 'unknown')"
+    } else {
+        "'unknown'"
+    };
+    let sql = format!(
+        "SELECT room_id, {source}, COUNT(*), MIN(first_index), MAX(first_index) FROM sessions{filter} \
+         GROUP BY room_id, 2 ORDER BY room_id, 2"
+    );
     let mut st = conn.prepare(&sql)?;
     let rows = st.query_map(params_from_iter(rooms.iter()), |r| {
-        Ok(RoomSummary {
-            room_id: r.get(0)?,
-            sessions: r.get::<_, i64>(1)? as u64,
-            min_first_index: r.get::<_, i64>(2)? as u32,
-            max_first_index: r.get::<_, i64>(3)? as u32,
-        })
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)? as u64,
+            r.get::<_, i64>(3)? as u32,
+            r.get::<_, i64>(4)? as u32,
+        ))
     })?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    let mut out: Vec<RoomSummary> = Vec::new();
+    for row in rows {
+        let (room_id, source, n, min, max) = row?;
+        match out.last_mut() {
+            Some(last) if last.room_id == room_id => {
+                last.sessions += n;
+                last.min_first_index = last.min_first_index.min(min);
+                last.max_first_index = last.max_first_index.max(max);
+                *last.sources.entry(source).or_default() += n;
+            }
+            _ => out.push(RoomSummary {
+                room_id,
+                sessions: n,
+                min_first_index: min,
+                max_first_index: max,
+                sources: std::collections::BTreeMap::from([(source, n)]),
+            }),
+        }
+    }
+    Ok(out)
 }
 
 /// Rows unsealed or sealed together in parallel.
@@ -893,6 +940,8 @@ pub struct MergeTx<'a> {
     tx: rusqlite::Transaction<'a>,
     sealer: &'a Sealer,
     counts: MergeCounts,
+    /// Where the sessions merged next come from (recorded with each copy written).
+    source: Option<String>,
 }
 
 impl std::fmt::Debug for MergeTx<'_> {
@@ -904,6 +953,12 @@ impl std::fmt::Debug for MergeTx<'_> {
 }
 
 impl MergeTx<'_> {
+    /// Record `source` (e.g. `file:keys.txt`, `backup:3`, `client-store:nio:PATH`) with every
+    /// copy written from now on (new sessions, and held ones replaced by a better copy).
+    pub fn set_source(&mut self, source: impl Into<String>) {
+        self.source = Some(source.into());
+    }
+
     /// Merge a batch of validated sessions, keeping for each (room, session) the copy that
     /// decrypts more; `on_outcome` hears what happened to each, in order.
     pub fn merge_batch(
@@ -929,14 +984,14 @@ impl MergeTx<'_> {
         let mut outcomes = Vec::with_capacity(sessions.len());
         {
             let mut ins = self.tx.prepare_cached(
-                "INSERT INTO sessions (key_hash, room_id, session_id, first_index, sender_key, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO sessions (key_hash, room_id, session_id, first_index, sender_key, updated_at, source)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
             let mut ins_data = self
                 .tx
                 .prepare_cached("INSERT INTO session_data (id, data) VALUES (?1, ?2)")?;
             let mut upd = self.tx.prepare_cached(
-                "UPDATE sessions SET first_index = ?2, sender_key = ?3, updated_at = ?4 WHERE id = ?1",
+                "UPDATE sessions SET first_index = ?2, sender_key = ?3, updated_at = ?4, source = ?5 WHERE id = ?1",
             )?;
             let mut upd_data = self
                 .tx
@@ -953,14 +1008,15 @@ impl MergeTx<'_> {
                                 s.session_id,
                                 index,
                                 s.sender_key,
-                                t
+                                t,
+                                self.source
                             ])?;
                             ins_data.execute(params![self.tx.last_insert_rowid(), data])?;
                             Outcome::Imported
                         }
                         Some((id, held)) => match s.compare_to(&held) {
                             Ordering::Better => {
-                                upd.execute(params![id, index, s.sender_key, t])?;
+                                upd.execute(params![id, index, s.sender_key, t, self.source])?;
                                 upd_data.execute(params![id, data])?;
                                 Outcome::Improved
                             }

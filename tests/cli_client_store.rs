@@ -1,10 +1,15 @@
 //! `--client-store`: keys out of stores written by real clients (fixtures/client-stores/, made
-//! with matrix-nio 0.26.0 and pantalaimon 0.10.5 from PyPI; see fixtures/README.md), compared
-//! exactly with what each client's own `export_keys` wrote for the same store; the client's
-//! files never modified; damaged and hostile stores get one-line errors and no output.
+//! with matrix-nio 0.26.0 and pantalaimon 0.10.5 from PyPI; see fixtures/README.md; and
+//! matrix-sdk SQLite stores written here by matrix-sdk-crypto 0.18 itself), compared exactly
+//! with what each client's own export wrote for the same store; the client's files never
+//! modified; damaged and hostile stores get one-line errors and no output.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
+// In the shared helper tree, but linked only here: it pulls in matrix-sdk-crypto.
+#[cfg(feature = "matrix-sdk-store")]
+#[path = "common/sdk_store.rs"]
+mod sdk_store;
 
 use std::path::{Path, PathBuf};
 
@@ -272,6 +277,17 @@ fn import_into_the_store_in_one_transaction_and_the_client_files_stay_untouched(
         (Some(5), Some(5))
     );
     assert_eq!(v["libolm_pickles"], 0);
+    // Each session's source is the client store.
+    let list = env.list_json();
+    for r in list["rooms"].as_array().unwrap() {
+        let from = r["sources"].as_object().unwrap();
+        assert_eq!(from.len(), 1, "{r}");
+        let k = from.keys().next().unwrap();
+        assert!(
+            k.starts_with("client-store:nio:") && k.ends_with(NIO_DB),
+            "{k}"
+        );
+    }
     // Again: nothing new.
     let o = env
         .scmd()
@@ -452,5 +468,151 @@ fn damaged_and_hostile_stores_are_clean_errors() {
             .unwrap()
             .contains("the pickle holds session"),
         "{v}"
+    );
+}
+
+#[cfg(feature = "matrix-sdk-store")]
+/// Sessions for the matrix-sdk stores: Element's three, matrix-sdk-crypto-wasm's one, and two
+/// made here: one forwarded twice and known from index 3, one with the shared-history flag.
+fn sdk_input() -> Vec<Value> {
+    use common::megolm::{GenSession, SENDER_KEY};
+    let mut v = common::read_sessions(&fixture("export/plaintext/element-three.json"));
+    v.extend(common::read_sessions(&fixture(
+        "export/plaintext/wasm-one.json",
+    )));
+    let other = common::megolm::GenSession::new("!x:localhost").sender_key;
+    let mut g = GenSession::new("!forwarded:localhost");
+    v.push(g.export_entry(3, &[SENDER_KEY, &other]));
+    let mut h = GenSession::new("!shared:localhost");
+    let mut e = h.export_entry(0, &[]);
+    e["m.shared_history"] = Value::Bool(true);
+    v.push(e);
+    v
+}
+
+#[cfg(feature = "matrix-sdk-store")]
+fn inspect_json(env: &Env, store: &Path, extra: &[&str]) -> Value {
+    let o = env
+        .cmd()
+        .args(["--json", "inspect", "--client-store"])
+        .arg(store)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[cfg(feature = "matrix-sdk-store")]
+#[test]
+fn matrix_sdk_store_without_a_passphrase() {
+    let env = Env::new();
+    let dir = env.path("sdk-plain");
+    let theirs = sdk_store::make(&dir, None, &sdk_input());
+    assert_eq!(theirs.len(), 6);
+    // The SDK keeps the shared-history flag (a forwarding chain it does not keep on import:
+    // its own export of the session has none, and neither has ours).
+    assert!(theirs.iter().any(|s| s["room_id"] == "!shared:localhost"
+        && common::normalize_session(s)["<shared>"] == Value::Bool(true)));
+    let before = snapshot(&dir);
+    let v = inspect_json(&env, &dir, &[]);
+    assert_eq!(v["kind"], "matrix-sdk");
+    assert_eq!(v["schema_version"], 17);
+    assert_eq!(v["needs_key"], false);
+    assert_eq!(v["account"]["user_id"], sdk_store::USER);
+    assert_eq!(v["account"]["device_id"], sdk_store::DEVICE);
+    assert_eq!(
+        (v["sessions"].as_u64(), v["rooms"].as_u64()),
+        (Some(6), Some(6))
+    );
+    let (report, ours) = export_client_store(&env, &dir, &[]);
+    assert_eq!(report["kind"], "matrix-sdk");
+    assert_eq!(session_set(&ours), session_set(&theirs));
+    // Into the store: every session, which the SDK marks as imported.
+    env.init_store();
+    let o = env
+        .scmd()
+        .args(["--json", "import", "--client-store"])
+        .arg(dir.join("matrix-sdk-crypto.sqlite3"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (r["imported"].as_u64(), r["imported_by_client"].as_u64()),
+        (Some(6), Some(6))
+    );
+    assert_eq!(
+        session_set(&env.export_sessions("all.txt", &[])),
+        session_set(&theirs)
+    );
+    // The SDK migrates on open: only the copy was opened, the store is byte for byte as it was.
+    assert_eq!(snapshot(&dir), before);
+}
+
+#[cfg(feature = "matrix-sdk-store")]
+#[test]
+fn matrix_sdk_store_sealed_with_a_passphrase() {
+    let env = Env::new();
+    let dir = env.path("sdk-sealed");
+    let theirs = sdk_store::make(&dir, Some("sdk store passphrase"), &sdk_input());
+    // Without the passphrase: the counts, no account.
+    let v = inspect_json(&env, &dir, &[]);
+    assert_eq!(v["needs_key"], true);
+    assert_eq!(v["sessions"], 6);
+    assert_eq!(v["account"], Value::Null);
+    let out = env.path("sealed.txt");
+    for extra in [
+        vec![],
+        vec![
+            "--client-store-passphrase-file".to_string(),
+            env.write_secret("wrong.txt", "not it\n")
+                .display()
+                .to_string(),
+        ],
+    ] {
+        let o = env
+            .cmd()
+            .args(["export", "--client-store"])
+            .arg(&dir)
+            .arg("-o")
+            .arg(&out)
+            .args(["--rounds", "1000", "--passphrase-file"])
+            .arg(env.pass_file())
+            .args(&extra)
+            .output()
+            .unwrap();
+        assert_error(
+            &o,
+            12,
+            "the store is sealed with a passphrase",
+            "--client-store-passphrase-file",
+        );
+        assert!(!out.exists());
+    }
+    let pass = env.write_secret("sdk-pass.txt", "sdk store passphrase\n");
+    let p = pass.to_str().unwrap();
+    let v = inspect_json(&env, &dir, &["--client-store-passphrase-file", p]);
+    assert_eq!(v["account"]["user_id"], sdk_store::USER);
+    let (_, ours) = export_client_store(&env, &dir, &["--client-store-passphrase-file", p]);
+    assert_eq!(session_set(&ours), session_set(&theirs));
+}
+
+#[cfg(feature = "matrix-sdk-store")]
+#[test]
+fn matrix_sdk_store_of_a_newer_schema_is_refused_not_migrated() {
+    let env = Env::new();
+    let dir = env.path("sdk-newer");
+    sdk_store::make(&dir, None, &sdk_input()[..1]);
+    let c = rusqlite::Connection::open(dir.join("matrix-sdk-crypto.sqlite3")).unwrap();
+    c.execute("UPDATE kv SET value = X'12' WHERE key = 'version'", [])
+        .unwrap();
+    drop(c);
+    export_fails(
+        &env,
+        &dir,
+        13,
+        "matrix-sdk store schema version 18; mxkeys reads versions up to 17",
+        "newer mxkeys",
     );
 }

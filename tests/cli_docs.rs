@@ -131,6 +131,7 @@ const PAGES: &[&str] = &[
     "mxkeys-encrypt.1",
     "mxkeys-export.1",
     "mxkeys-history-check.1",
+    "mxkeys-history-export.1",
     "mxkeys-history.1",
     "mxkeys-import.1",
     "mxkeys-init.1",

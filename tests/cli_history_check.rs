@@ -28,17 +28,6 @@ fn fixture_events() -> Vec<Value> {
         .unwrap()
 }
 
-/// A store holding `sessions` (export entries), imported through `mxkeys import`.
-fn store_with(env: &Env, sessions: &[Value]) {
-    env.init_store();
-    if sessions.is_empty() {
-        return;
-    }
-    let f = env.encrypt_json("keys.txt", &Value::Array(sessions.to_vec()));
-    let r = env.import_ok(&[&f]);
-    assert_eq!(r["imported"], sessions.len());
-}
-
 /// `history check` with `args`; returns the output.
 fn check(env: &Env, args: &[&str], files: &[&PathBuf]) -> std::process::Output {
     let mut c = env.scmd();
@@ -93,7 +82,7 @@ fn expect_counts(pairs: &[(&str, u64)]) -> HashMap<String, u64> {
 fn the_wasm_fixture_events_all_decrypt_in_every_input_shape() {
     let env = Env::new();
     let sessions = read_sessions(&fixture("sessions/sessions-3.json"));
-    store_with(&env, &sessions);
+    env.init_store_with(&sessions);
     let events: Vec<Value> = fixture_events()
         .iter()
         .map(|e| e["event"].clone())
@@ -220,7 +209,7 @@ fn situations() -> Situations {
     let mut e = new_group(); // nowhere; sent before the account joined
     let mut f = new_group(); // only in the backup, from index 3
     let held = [entry(&a, ROOM, 0), entry(&c, ROOM, 5)];
-    store_with(&env, &held);
+    env.init_store_with(&held);
     let mut n = 0;
     let mut next = || {
         n += 1;
@@ -473,7 +462,7 @@ fn exit_0_when_everything_is_decrypted_or_before_join() {
     let env = Env::new();
     let mut a = new_group();
     let mut e = new_group();
-    store_with(&env, &[entry(&a, ROOM, 0)]);
+    env.init_store_with(&[entry(&a, ROOM, 0)]);
     let mut left = encrypted(&mut e, ROOM, "e0", 3);
     left["unsigned"]["membership"] = "leave".into();
     let events = [
@@ -501,7 +490,7 @@ fn room_filter_and_default_room() {
     // Events without room_id (a /sync timeline) belong to the one --room given.
     let mut a = new_group();
     let env = Env::new();
-    store_with(&env, &[entry(&a, ROOM, 0)]);
+    env.init_store_with(&[entry(&a, ROOM, 0)]);
     let mut ev = encrypted(&mut a, ROOM, "a0", 1);
     ev.as_object_mut().unwrap().remove("room_id");
     let f = env.write("sync.json", serde_json::to_vec(&[ev]).unwrap());
@@ -519,7 +508,7 @@ fn room_filter_and_default_room() {
 #[test]
 fn hostile_inputs_are_clean_errors() {
     let env = Env::new();
-    store_with(&env, &[]);
+    env.init_store_with(&[]);
     let deep = env.write(
         "deep.json",
         format!("{}{}", "[".repeat(50_000), "]".repeat(50_000)),
@@ -581,7 +570,7 @@ fn hostile_inputs_are_clean_errors() {
 fn reads_events_from_stdin() {
     let env = Env::new();
     let sessions = read_sessions(&fixture("sessions/sessions-3.json"));
-    store_with(&env, &sessions);
+    env.init_store_with(&sessions);
     let lines: String = fixture_events()
         .iter()
         .map(|e| format!("{}\n", e["event"]))

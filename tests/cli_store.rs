@@ -271,17 +271,27 @@ fn better_copy_replaces_worse_and_worse_never_replaces_better() {
     let at0 = env.encrypt_json("at0.txt", &json!([megolm::entry(&g, room, 0)]));
     let at9 = env.encrypt_json("at9.txt", &json!([megolm::entry(&g, room, 9)]));
 
+    // Where the held copy came from follows the copy that is kept.
+    let source = |env: &Env| -> String {
+        let v = env.list_json();
+        let m = v["rooms"][0]["sources"].as_object().unwrap().clone();
+        assert_eq!(m.len(), 1, "{m:?}");
+        m.keys().next().unwrap().clone()
+    };
     let r = env.import_ok(&[&at5]);
     assert_eq!(r["imported"], 1);
     assert_eq!(env.list_json()["rooms"][0]["min_first_index"], 5);
+    assert_eq!(source(&env), format!("file:{}", at5.display()));
 
     let r = env.import_ok(&[&at9]);
     assert_eq!(r["unchanged"], 1, "a worse copy is not an improvement");
     assert_eq!(env.list_json()["rooms"][0]["min_first_index"], 5);
+    assert_eq!(source(&env), format!("file:{}", at5.display()));
 
     let r = env.import_ok(&[&at0]);
     assert_eq!(r["improved"], 1);
     assert_eq!(env.list_json()["rooms"][0]["min_first_index"], 0);
+    assert_eq!(source(&env), format!("file:{}", at0.display()));
 
     let r = env.import_ok(&[&at5]);
     assert_eq!(r["unchanged"], 1);
@@ -496,7 +506,9 @@ fn list_needs_no_store_passphrase_and_never_prints_keys() {
     assert!(o.starts_with("ROOM"), "{o}");
     assert!(o.contains("!DBATafzTJLmSeBTsoz:example.org"), "{o}");
     let gen_line = o.lines().find(|l| l.starts_with(GEN_ROOM)).unwrap();
-    assert!(gen_line.ends_with("3  0-2"), "{gen_line:?}");
+    let cols: Vec<&str> = gen_line.split_whitespace().collect();
+    assert_eq!(&cols[1..3], &["3", "0-2"], "{gen_line:?}");
+    assert!(cols[3].starts_with("file:"), "where the copies came from: {gen_line:?}");
     assert!(
         text(&out.stderr).contains("7 sessions in 5 rooms"),
         "{}",
@@ -724,4 +736,51 @@ fn terminal_escapes_in_room_ids_are_refused_and_not_printed_raw() {
         assert!(!all.contains('\u{1b}') && !all.contains('\u{7}'), "{all:?}");
     }
     assert_eq!(env.list_json()["sessions"], 0);
+}
+
+#[test]
+fn a_store_from_before_sources_is_read_as_it_is_and_migrated_on_write() {
+    let env = Env::new();
+    env.init_store();
+    env.import_ok(&[&fixture("export/element-three.txt")]);
+    // Make it a schema-1 store, as mxkeys wrote them before sources were recorded.
+    let db = env.store().join("keys.sqlite3");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(
+        "ALTER TABLE sessions DROP COLUMN source;
+         UPDATE meta SET value = 1 WHERE key = 'schema_version';",
+    )
+    .unwrap();
+    drop(c);
+    let v = env.list_json();
+    assert_eq!(v["sessions"], 3);
+    for r in v["rooms"].as_array().unwrap() {
+        assert_eq!(r["sources"], json!({"unknown": 1}), "{r}");
+    }
+    let version = |db: &std::path::Path| -> i64 {
+        rusqlite::Connection::open(db)
+            .unwrap()
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert_eq!(version(&db), 1, "a read does not migrate");
+    env.import_ok(&[&fixture("export/element-one.txt")]);
+    assert_eq!(version(&db), 2);
+    let v = env.list_json();
+    let sources: Vec<String> = v["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["sources"].as_object().unwrap().keys().cloned())
+        .collect();
+    assert_eq!(sources.iter().filter(|s| *s == "unknown").count(), 3);
+    assert_eq!(
+        sources.iter().filter(|s| s.starts_with("file:")).count(),
+        1,
+        "{sources:?}"
+    );
 }

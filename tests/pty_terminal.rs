@@ -1136,3 +1136,62 @@ fn history_check_fix_asks_for_the_backup_secret_before_any_bar() {
         BTreeSet::from([(room.clone(), g.session_id.clone())])
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// history export
+
+#[test]
+fn history_export_at_the_terminal_warns_once_and_leaves_no_bar() {
+    let env = new_store();
+    let room = "!tea:example.org";
+    let mut g = GenSession::new(room);
+    let keys = env.encrypt_json("keys.txt", &json!([g.export_entry(0, &[])]));
+    import_plain(&env, &[&keys]);
+    let events: Vec<Value> = (0..3000u64)
+        .map(|i| {
+            let payload = json!({"type": "m.room.message", "room_id": room,
+                "content": {"msgtype": "m.text", "body": format!("message {i}")}});
+            json!({"type": "m.room.encrypted", "event_id": format!("$e{i}"), "room_id": room,
+                "sender": "@alice:example.org", "origin_server_ts": 1_700_000_000_000u64 + i * 1000,
+                "content": {"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": g.encrypt(&payload.to_string()),
+                    "session_id": g.session_id, "sender_key": g.sender_key, "device_id": "PHONE"}})
+        })
+        .collect();
+    env.write(
+        "page.json",
+        serde_json::to_vec(&json!({"chunk": events})).unwrap(),
+    );
+    let mut t = Term::spawn(
+        &env,
+        &[
+            "history",
+            "export",
+            "--from-messages",
+            "page.json",
+            "--format",
+            "txt",
+            "-o",
+            "tea.txt",
+        ],
+    );
+    t.converse(&[(&store_prompt(), STORE_PASS)]);
+    let f = t.expect_exit(0);
+    show("history export: final", &f);
+    assert_final(&t, &f, "Exported 3000 events of 1 room to tea.txt");
+    let warnings = f
+        .rows
+        .iter()
+        .filter(|r| r.contains("is not encrypted"))
+        .count();
+    assert_eq!(warnings, 1, "{f}");
+    assert_never_shown(&t, &[STORE_PASS, "message 1"]);
+    let out = env.path("tea.txt");
+    assert_eq!(common::mode(&out), 0o600);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains("Alice") || l.contains("@alice"))
+            .count(),
+        3000
+    );
+}

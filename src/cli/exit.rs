@@ -123,7 +123,7 @@ fn hint_for_client_store(e: &ClientStoreError) -> &'static str {
             "give the client's store: nio's store directory or its {user}_{device}.db, pantalaimon's data directory or pan.db"
         }
         ClientStoreError::UnknownKind { .. } => {
-            "mxkeys reads matrix-nio and pantalaimon stores; give the database file itself, or force the kind with --client-store-kind"
+            "mxkeys reads matrix-nio, pantalaimon and matrix-sdk (SQLite) stores; give the database file itself, or force the kind with --client-store-kind"
         }
         ClientStoreError::Unreadable { .. } => {
             "the file is not a database, or a truncated or damaged copy; copy the store again from the client's machine (stop the client first)"
@@ -136,6 +136,9 @@ fn hint_for_client_store(e: &ClientStoreError) -> &'static str {
         }
         ClientStoreError::WrongPickleKey { .. } => {
             "give the client's pickle key with --client-store-passphrase-file (nio's default, DEFAULT_KEY, is tried when none is given)"
+        }
+        ClientStoreError::WrongPassphrase { .. } => {
+            "give the passphrase the client sealed its store with (--client-store-passphrase-file, --client-store-passphrase-fd, MXKEYS_CLIENT_STORE_PASSPHRASE)"
         }
         ClientStoreError::NewerSchema { .. } => {
             "a newer client wrote this store; use a newer mxkeys, or export the keys from the client itself"
@@ -288,6 +291,10 @@ pub fn classify(err: &anyhow::Error) -> (Code, Option<String>) {
                     "give a JSON array of exported sessions, as `mxkeys decrypt` writes".into(),
                 ),
                 Error::Session(_) => Some("the session is malformed; export it again".into()),
+                Error::Attachment(_) => Some(
+                    "the event's encrypted file information is damaged, or the media was altered on the server"
+                        .into(),
+                ),
                 Error::Store(s) => Some(hint_for_store(s).into()),
                 Error::OutputExists { .. } => {
                     Some("choose another -o path, or add --force to replace the file".into())

@@ -308,11 +308,12 @@ pub struct ImportArgs {
 #[derive(Debug, Args, Clone, Default)]
 pub struct ClientStoreArgs {
     /// Read the keys of another client's store: matrix-nio's store directory or
-    /// {user}_{device}.db, pantalaimon's data directory or pan.db (never modified)
+    /// {user}_{device}.db, pantalaimon's data directory or pan.db, a matrix-sdk store directory
+    /// (matrix-sdk-crypto.sqlite3); read from a copy, never modified
     #[arg(long, value_name = "PATH", value_hint = ValueHint::AnyPath, help_heading = "Client store")]
     pub client_store: Option<PathBuf>,
     /// The store's kind instead of detecting it
-    #[arg(long, value_name = "KIND", value_parser = ["nio", "pantalaimon"], requires = "client_store", help_heading = "Client store")]
+    #[arg(long, value_name = "KIND", value_parser = ["nio", "pantalaimon", "matrix-sdk"], requires = "client_store", help_heading = "Client store")]
     pub client_store_kind: Option<String>,
     /// The account to read, for stores of several (pantalaimon): @user:server or @user:server/DEVICE
     #[arg(
@@ -743,6 +744,89 @@ pub enum HistoryCommand {
     /// Classify every encrypted event of saved room history; say what to do for the others
     #[command(after_help = HISTORY_CHECK_HELP)]
     Check(HistoryCheckArgs),
+    /// Write the decrypted history of rooms to one file: JSON lines, text or HTML
+    #[command(after_help = HISTORY_EXPORT_HELP)]
+    Export(HistoryExportArgs),
+}
+
+const HISTORY_EXPORT_HELP: &str = "\
+Examples:
+  mxkeys history export --room '!abc:example.org' -o room.jsonl
+  mxkeys history export --room '!abc:example.org' --format html -o room.html --media room-media
+  mxkeys history export --room '!abc:example.org' --format txt --since 2024-01-01 -o room.txt
+  mxkeys history export --from-messages page1.json page2.json --format txt -o room.txt
+
+Online, each room is paged from the homeserver oldest first (from --since when given: dates are
+YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS][Z|+HH:MM], UTC by default, or a duration back from now such
+as 36h, 7d); display names and the room name come from the room's state and from the member
+events of the history itself. The server backup's index (not its keys) is read so that the
+classes can say in_backup. Offline, --from-messages reads saved /messages responses, JSON
+arrays or JSON lines instead (--backup-response for in_backup).
+
+jsonl writes every event in order: decrypted events as their decrypted form (type and content
+of the payload, event_id, sender, origin_server_ts, room_id and unsigned of the original), each
+encrypted event with an \"mxkeys\" object giving its class (see `mxkeys history check --help`)
+and, when it did not decrypt, its session_id and the reason. txt and html are for reading:
+edits applied and marked (edited), deleted messages, replies with what they reply to,
+membership and room name changes; an undecryptable event shows its class, never vanishes.
+html is one self-contained page: bodies are escaped, formatted bodies keep only the tags the
+Matrix spec allows, links only http, https, ftp, mailto and magnet.
+
+An event_id seen twice (overlapping saved pages) is written once. With --media DIR, images and
+files are downloaded from the homeserver (the login, or --homeserver with --access-token-file),
+encrypted ones checked against their SHA-256 and decrypted, and saved in DIR (mode 0700, files
+0600); a media item that fails is reported and noted in the output, the export goes on.
+
+The output is decrypted history, not encrypted: it is written with mode 0600 and appears only
+when complete. Exit code 0 when every encrypted event decrypted (or was before_join) and all
+media were saved, 3 otherwise.";
+
+/// `history export` output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HistoryFormat {
+    /// One JSON object per event
+    Jsonl,
+    /// Plain text for reading
+    Txt,
+    /// One self-contained HTML page
+    Html,
+}
+
+/// `history export`
+#[derive(Debug, Args)]
+pub struct HistoryExportArgs {
+    /// Output file (mode 0600; refused if it exists, unless --force)
+    #[arg(short, long, required = true, value_name = "OUT", value_hint = ValueHint::FilePath)]
+    pub output: PathBuf,
+    /// A room to export (repeatable; needed online); offline, only these rooms, and with one
+    /// room, events without room_id belong to it
+    #[arg(long = "room", value_name = "ROOM_ID")]
+    pub rooms: Vec<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = HistoryFormat::Jsonl)]
+    pub format: HistoryFormat,
+    /// Save images and files into this directory (mode 0700) and link them from the output
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
+    pub media: Option<PathBuf>,
+    /// Refuse to download a media item larger than this
+    #[arg(long, value_name = "BYTES", default_value_t = mxkeys::client::media::DEFAULT_MAX_MEDIA_BYTES)]
+    pub max_media_bytes: u64,
+    /// Only events at or after this time (YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS][Z|±HH:MM], or 7d)
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+    /// Only events at or before this time (same forms as --since)
+    #[arg(long, value_name = "DATE")]
+    pub until: Option<String>,
+    /// Saved /messages responses, JSON arrays of events or JSON lines of events ('-' for stdin)
+    #[arg(long = "from-messages", value_name = "FILE", num_args = 1.., value_hint = ValueHint::FilePath)]
+    pub from_messages: Vec<PathBuf>,
+    /// A saved `GET /room_keys/keys` response, so that the classes can say in_backup
+    #[arg(long, value_name = "SAVED_JSON", value_hint = ValueHint::FilePath)]
+    pub backup_response: Option<PathBuf>,
+    #[command(flatten)]
+    pub out: OutputArgs,
+    #[command(flatten)]
+    pub net: NetArgs,
 }
 
 const HISTORY_CHECK_HELP: &str = "\
@@ -836,6 +920,7 @@ pub fn run(cli: Cli, ui: &output::Ui) -> anyhow::Result<exit::Code> {
         Command::Completions(a) => commands::completions::run(&ctx, a),
         Command::Man(a) => commands::man::run(&ctx, a),
         Command::History(HistoryCommand::Check(a)) => commands::history::check(&ctx, a),
+        Command::History(HistoryCommand::Export(a)) => commands::history_export::run(&ctx, a),
     }
 }
 

@@ -8,6 +8,7 @@
 //! token travels only in the `Authorization` header and is never logged or echoed.
 
 pub mod error;
+pub mod media;
 pub mod retry;
 pub mod rooms;
 mod stream;

@@ -11,8 +11,10 @@
 //! a write-ahead log, or a migration, can never touch the original.
 //!
 //! Kinds: [`nio`] (matrix-nio: matrix-commander, nio bots; pantalaimon's `pan.db` is the same
-//! schema with several accounts).
+//! schema with several accounts) and [`matrix_sdk`] (matrix-rust-sdk's SQLite crypto store).
 
+#[cfg(feature = "matrix-sdk-store")]
+pub mod matrix_sdk;
 pub mod nio;
 pub mod pickle;
 pub mod snapshot;
@@ -31,6 +33,8 @@ pub enum Kind {
     Nio,
     /// pantalaimon's `pan.db`: nio's schema, one database for all its accounts.
     Pantalaimon,
+    /// matrix-rust-sdk's SQLite crypto store (`matrix-sdk-crypto.sqlite3`).
+    MatrixSdk,
 }
 
 impl Kind {
@@ -39,6 +43,7 @@ impl Kind {
         match self {
             Kind::Nio => "nio",
             Kind::Pantalaimon => "pantalaimon",
+            Kind::MatrixSdk => "matrix-sdk",
         }
     }
 
@@ -47,6 +52,7 @@ impl Kind {
         match s {
             "nio" | "matrix-nio" => Some(Kind::Nio),
             "pantalaimon" => Some(Kind::Pantalaimon),
+            "matrix-sdk" | "matrix-sdk-sqlite" => Some(Kind::MatrixSdk),
             _ => None,
         }
     }
@@ -104,6 +110,14 @@ pub enum ClientStoreError {
         /// The path.
         path: String,
     },
+    /// A matrix-sdk store sealed with a passphrase that was not given, or not this one.
+    #[error(
+        "{path}: the store is sealed with a passphrase, and none was given or it is not this one"
+    )]
+    WrongPassphrase {
+        /// The path.
+        path: String,
+    },
     /// The store's schema is newer than mxkeys knows.
     #[error("{path}: {kind} store schema version {found}; mxkeys reads versions up to {known}")]
     NewerSchema {
@@ -150,7 +164,9 @@ impl ClientStoreError {
             ClientStoreError::WhichAccount { .. } | ClientStoreError::NoSuchAccount { .. } => {
                 K::Usage
             }
-            ClientStoreError::WrongPickleKey { .. } => K::WrongSecret,
+            ClientStoreError::WrongPickleKey { .. } | ClientStoreError::WrongPassphrase { .. } => {
+                K::WrongSecret
+            }
             ClientStoreError::Copy { .. } => K::Other,
         }
     }
@@ -218,6 +234,12 @@ pub struct ReadSummary {
     pub rejected: Vec<RejectedRow>,
     /// Sessions whose pickles were libolm's (older clients).
     pub libolm_pickles: u64,
+    /// Sessions the client marks as imported (from a file or a backup, not received).
+    pub imported_by_client: u64,
+    /// Sessions the client marks as backed up.
+    pub backed_up_by_client: u64,
+    /// Withheld notices the client keeps (`m.room_key.withheld`), when the store has them.
+    pub withheld: Option<u64>,
 }
 
 /// A row that was skipped.
@@ -231,22 +253,32 @@ pub struct RejectedRow {
     pub reason: String,
 }
 
+/// The database's file name in a matrix-sdk store directory.
+pub const MATRIX_SDK_DATABASE: &str = "matrix-sdk-crypto.sqlite3";
+
 /// Most rejected rows listed one by one.
 pub const MAX_REJECTED_LISTED: usize = 100;
 
 /// The database file behind a path: the file itself, or the one database in a directory
-/// (nio's store directory holds `{user}_{device}.db`; pantalaimon's data directory `pan.db`).
+/// (nio's store directory holds `{user}_{device}.db`; pantalaimon's data directory `pan.db`;
+/// a matrix-sdk store directory `matrix-sdk-crypto.sqlite3`), with the kind its name says.
 fn database_file(path: &Path) -> Result<(PathBuf, Option<Kind>), ClientStoreError> {
     let shown = path.display().to_string();
     let meta = std::fs::metadata(path).map_err(|_| ClientStoreError::NotFound(shown.clone()))?;
+    let by_name = |p: &Path| match p.file_name().and_then(|n| n.to_str()) {
+        Some("pan.db") => Some(Kind::Pantalaimon),
+        Some(MATRIX_SDK_DATABASE) => Some(Kind::MatrixSdk),
+        _ => None,
+    };
     if meta.is_file() {
-        let hint = (path.file_name().and_then(|n| n.to_str()) == Some("pan.db"))
-            .then_some(Kind::Pantalaimon);
-        return Ok((path.to_path_buf(), hint));
+        return Ok((path.to_path_buf(), by_name(path)));
     }
-    let pan = path.join("pan.db");
-    if pan.is_file() {
-        return Ok((pan, Some(Kind::Pantalaimon)));
+    for name in ["pan.db", MATRIX_SDK_DATABASE] {
+        let p = path.join(name);
+        if p.is_file() {
+            let k = by_name(&p);
+            return Ok((p, k));
+        }
     }
     let mut dbs: Vec<PathBuf> = std::fs::read_dir(path)
         .map_err(|e| ClientStoreError::Copy {
@@ -261,7 +293,7 @@ fn database_file(path: &Path) -> Result<(PathBuf, Option<Kind>), ClientStoreErro
         1 => Ok((dbs.remove(0), None)),
         0 => Err(ClientStoreError::UnknownKind {
             path: shown,
-            reason: "a directory without a nio (*.db) or pantalaimon (pan.db) database".into(),
+            reason: "a directory without a nio (*.db), pantalaimon (pan.db) or matrix-sdk (matrix-sdk-crypto.sqlite3) database".into(),
         }),
         n => Err(ClientStoreError::UnknownKind {
             path: shown,
@@ -295,7 +327,13 @@ impl std::fmt::Debug for Opened {
 /// Copy the store behind `path` and find out its kind.
 pub fn open(path: &Path, opts: &OpenOptions) -> Result<Opened, ClientStoreError> {
     let (file, hint) = database_file(path)?;
-    let snapshot = snapshot::Snapshot::take(&file)?;
+    // matrix-sdk opens its directory by the database's own name.
+    let copy_name = if hint == Some(Kind::MatrixSdk) || opts.kind == Some(Kind::MatrixSdk) {
+        MATRIX_SDK_DATABASE
+    } else {
+        "store.db"
+    };
+    let mut snapshot = snapshot::Snapshot::take(&file, copy_name)?;
     let detected = nio::detect(&snapshot, &file)?;
     let kind = match (opts.kind, detected) {
         (Some(k), _) => k,
@@ -304,10 +342,13 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Opened, ClientStoreError>
         (None, None) => {
             return Err(ClientStoreError::UnknownKind {
                 path: file.display().to_string(),
-                reason: "no table of a known client (nio's megolminboundsessions)".into(),
+                reason: "no table of a known client (nio's megolminboundsessions, matrix-sdk's inbound_group_session)".into(),
             });
         }
     };
+    if kind == Kind::MatrixSdk && copy_name != MATRIX_SDK_DATABASE {
+        snapshot = snapshot::Snapshot::take(&file, MATRIX_SDK_DATABASE)?;
+    }
     Ok(Opened {
         snapshot,
         kind,
@@ -328,7 +369,13 @@ impl Opened {
 
     /// What the store holds (no key needed).
     pub fn inspect(&self, opts: &OpenOptions) -> Result<StoreInfo, ClientStoreError> {
-        nio::inspect(&self.snapshot, &self.file, self.kind, opts)
+        match self.kind {
+            #[cfg(feature = "matrix-sdk-store")]
+            Kind::MatrixSdk => matrix_sdk::inspect(&self.snapshot, &self.file, opts),
+            #[cfg(not(feature = "matrix-sdk-store"))]
+            Kind::MatrixSdk => Err(self.no_sdk()),
+            k => nio::inspect(&self.snapshot, &self.file, k, opts),
+        }
     }
 
     /// Every inbound group session of the chosen account, in session-id order.
@@ -337,6 +384,20 @@ impl Opened {
         opts: &OpenOptions,
         f: &mut dyn FnMut(ExportedSession) -> crate::Result<()>,
     ) -> crate::Result<ReadSummary> {
-        nio::read_sessions(&self.snapshot, &self.file, self.kind, opts, f)
+        match self.kind {
+            #[cfg(feature = "matrix-sdk-store")]
+            Kind::MatrixSdk => matrix_sdk::read_sessions(&self.snapshot, &self.file, opts, f),
+            #[cfg(not(feature = "matrix-sdk-store"))]
+            Kind::MatrixSdk => Err(self.no_sdk().into()),
+            k => nio::read_sessions(&self.snapshot, &self.file, k, opts, f),
+        }
+    }
+
+    #[cfg(not(feature = "matrix-sdk-store"))]
+    fn no_sdk(&self) -> ClientStoreError {
+        ClientStoreError::UnknownKind {
+            path: self.file.display().to_string(),
+            reason: "a matrix-sdk store, and this build has no matrix-sdk store reader (feature matrix-sdk-store)".into(),
+        }
     }
 }

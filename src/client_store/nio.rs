@@ -1,4 +1,4 @@
-//! matrix-nio's SQLite store (matrix-commander, nio bots) and pantalaimon's `pan.db`, which is
+//! matrix-nio's SQLite store (and the detection of every SQLite kind, [`detect`]) (matrix-commander, nio bots) and pantalaimon's `pan.db`, which is
 //! nio's schema with one row in `accounts` per proxied account.
 //!
 //! Tables read: `storeversion(version)`, `accounts(id, user_id, device_id)`,
@@ -52,6 +52,9 @@ pub fn detect(snap: &Snapshot, file: &Path) -> Result<Option<Kind>, ClientStoreE
         Ok(t) => t,
         Err(e) => return Err(unreadable(e)),
     };
+    if tables.contains("inbound_group_session") && tables.contains("kv") {
+        return Ok(Some(Kind::MatrixSdk));
+    }
     if tables.contains("megolminboundsessions") && tables.contains("accounts") {
         // pantalaimon adds its own tables to nio's in the same file.
         let pan = tables.contains("servers") || tables.contains("pansyncTokens");

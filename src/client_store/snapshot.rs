@@ -32,8 +32,8 @@ fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
 }
 
 impl Snapshot {
-    /// Copy `db` (and its `-wal`, `-shm`) into a private directory.
-    pub fn take(db: &Path) -> Result<Snapshot, ClientStoreError> {
+    /// Copy `db` (and its `-wal`, `-shm`) into a private directory, as `name`.
+    pub fn take(db: &Path, name: &str) -> Result<Snapshot, ClientStoreError> {
         let err = |e| ClientStoreError::Copy {
             path: db.display().to_string(),
             source: e,
@@ -42,7 +42,7 @@ impl Snapshot {
             .prefix("mxkeys-client-store-")
             .tempdir()
             .map_err(err)?;
-        let copy = dir.path().join("store.db");
+        let copy = dir.path().join(name);
         copy_file(db, &copy).map_err(err)?;
         for suffix in ["-wal", "-shm"] {
             let from = with_suffix(db, suffix);

@@ -18,6 +18,22 @@ pub const BATCH: usize = 4096;
 /// Sees every classified encrypted event, in input order (e.g. to export history).
 pub type Observer<'o> = dyn FnMut(&EncryptedEvent, Class, &Decryption) + 'o;
 
+/// One event of the input as [`EventObserver`] sees it.
+#[derive(Debug)]
+pub enum Seen<'a> {
+    /// An encrypted event of a room asked for, classified.
+    Encrypted(&'a EncryptedEvent, Class, &'a Decryption),
+    /// Any other event (of any room), with its position in its input.
+    Other(u64, serde_json::Map<String, serde_json::Value>),
+}
+
+/// Sees every event, encrypted or not, in input order (history export). Its error stops the
+/// check.
+pub type EventObserver<'o> = dyn FnMut(Seen<'_>) -> crate::Result<()> + 'o;
+
+/// An unencrypted event held back, with the number of encrypted events pending before it.
+type Held = (usize, RoomEvent);
+
 /// A running history check.
 pub struct Checker<'o> {
     decryptor: Decryptor,
@@ -26,6 +42,9 @@ pub struct Checker<'o> {
     pending: Vec<EncryptedEvent>,
     report: Report,
     observer: Option<Box<Observer<'o>>>,
+    /// With an event observer: the unencrypted events waiting for the encrypted ones before
+    /// them, each with the number of encrypted events pending before it.
+    events: Option<(Box<EventObserver<'o>>, Vec<Held>)>,
 }
 
 impl std::fmt::Debug for Checker<'_> {
@@ -49,7 +68,14 @@ impl<'o> Checker<'o> {
             rooms,
             pending: Vec::with_capacity(BATCH),
             observer: None,
+            events: None,
         }
+    }
+
+    /// Call `f` for every event of the input, encrypted or not, in input order.
+    pub fn with_event_observer(mut self, f: Box<EventObserver<'o>>) -> Self {
+        self.events = Some((f, Vec::new()));
+        self
     }
 
     /// Call `f` for every classified event.
@@ -67,7 +93,15 @@ impl<'o> Checker<'o> {
     ) -> crate::Result<()> {
         progress.advance(1);
         match event {
-            RoomEvent::Other { .. } => self.report.unencrypted += 1,
+            RoomEvent::Other { .. } => {
+                self.report.unencrypted += 1;
+                if let Some((_, others)) = self.events.as_mut() {
+                    others.push((self.pending.len(), event));
+                    if others.len() >= BATCH {
+                        self.flush(source, progress)?;
+                    }
+                }
+            }
             RoomEvent::Encrypted(e) => {
                 if !self.rooms.is_empty() && !self.rooms.contains(&e.room_id) {
                     self.report.other_rooms += 1;
@@ -88,11 +122,16 @@ impl<'o> Checker<'o> {
         progress: &dyn Progress,
     ) -> crate::Result<()> {
         progress::check(progress)?;
+        let mut events = self
+            .events
+            .as_mut()
+            .map(|e| (&mut e.0, e.1.drain(..).peekable()));
         if self.pending.is_empty() {
-            return Ok(());
+            return emit_others(events.as_mut(), usize::MAX);
         }
         let results = self.decryptor.decrypt_batch(source, &self.pending)?;
-        for (ev, d) in self.pending.drain(..).zip(results) {
+        for (i, (ev, d)) in self.pending.drain(..).zip(results).enumerate() {
+            emit_others(events.as_mut(), i)?;
             let class = classify(&ev, &d, self.backup.as_ref());
             let origin = ev
                 .session_id()
@@ -102,8 +141,11 @@ impl<'o> Checker<'o> {
             if let Some(o) = self.observer.as_mut() {
                 o(&ev, class, &d);
             }
+            if let Some((f, _)) = events.as_mut() {
+                f(Seen::Encrypted(&ev, class, &d))?;
+            }
         }
-        Ok(())
+        emit_others(events.as_mut(), usize::MAX)
     }
 
     /// Decrypt what is pending and return the report.
@@ -115,4 +157,21 @@ impl<'o> Checker<'o> {
         self.flush(source, progress)?;
         Ok(self.report)
     }
+}
+
+/// The event observer and the unencrypted events waiting for it, during a flush.
+type Waiting<'a, 'o> = (
+    &'a mut Box<EventObserver<'o>>,
+    std::iter::Peekable<std::vec::Drain<'a, (usize, RoomEvent)>>,
+);
+
+/// Hand the event observer the unencrypted events that came before encrypted event `upto`.
+fn emit_others(events: Option<&mut Waiting<'_, '_>>, upto: usize) -> crate::Result<()> {
+    let Some((f, others)) = events else {
+        return Ok(());
+    };
+    while let Some((_, RoomEvent::Other { index, event })) = others.next_if(|(at, _)| *at <= upto) {
+        f(Seen::Other(index, event))?;
+    }
+    Ok(())
 }

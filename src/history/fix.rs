@@ -76,6 +76,7 @@ pub fn fetch_into_store(
     }
     if !valid.is_empty() {
         let mut tx = store.merge_tx()?;
+        tx.set_source(format!("backup:{version}"));
         tx.merge_batch(valid, &mut |_, _| {})?;
         out.merge = tx.commit()?;
     }

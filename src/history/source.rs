@@ -110,6 +110,30 @@ pub fn room_events(
     progress: &dyn Progress,
     f: &mut dyn FnMut(RoomEvent) -> crate::Result<()>,
 ) -> crate::Result<Paged> {
+    room_values(client, room_id, opts, progress, &mut |index, value| {
+        f(parse_page_event(value, index, room_id)?)
+    })
+}
+
+/// One event of a `/messages` page as a [`RoomEvent`] (`index`: its position in the paging).
+pub fn parse_page_event(value: Value, index: u64, room_id: &str) -> crate::Result<RoomEvent> {
+    parse_event(value, index, Some(room_id)).map_err(|e| {
+        crate::Error::Client(ClientError::BadResponse {
+            what: "the room's messages".into(),
+            reason: e.to_string(),
+        })
+    })
+}
+
+/// [`room_events`] before parsing: every event as the JSON the server sent, with its position,
+/// for callers that keep more of an event than [`RoomEvent`] does (history export).
+pub fn room_values(
+    client: &Client,
+    room_id: &str,
+    opts: &PageOptions,
+    progress: &dyn Progress,
+    f: &mut dyn FnMut(u64, Value) -> crate::Result<()>,
+) -> crate::Result<Paged> {
     let page_size = opts.page_size.clamp(1, MAX_PAGE);
     let first_from = match (opts.dir, opts.since_ms) {
         (Direction::Forward, Some(s)) => forward_start(client, room_id, s)?,
@@ -157,15 +181,10 @@ pub fn room_events(
                 if opts.limit.is_some_and(|l| paged.events >= l) {
                     return Ok(paged);
                 }
-                let ev = parse_event(value, index, Some(room_id)).map_err(|e| {
-                    crate::Error::Client(ClientError::BadResponse {
-                        what: "the room's messages".into(),
-                        reason: e.to_string(),
-                    })
-                })?;
+                let at = index;
                 index += 1;
                 paged.events += 1;
-                f(ev)?;
+                f(at, value)?;
             }
             if stop_after || last {
                 paged.complete = true;

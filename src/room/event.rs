@@ -333,9 +333,11 @@ impl<R: BufRead> BufRead for Counted<R> {
 /// Marker in a serde error that the sink (not the input) stopped the parse.
 const SINK_STOP: &str = "\u{0}mxkeys-sink-stop";
 
+/// What each element of the input goes to: its position and its JSON.
+type ValueSink<'a, E> = dyn FnMut(u64, Value) -> Result<(), ReadError<E>> + 'a;
+
 struct Ctx<'a, E> {
-    f: &'a mut dyn FnMut(RoomEvent) -> Result<(), E>,
-    opts: &'a ReadOptions,
+    f: &'a mut ValueSink<'a, E>,
     since: Rc<Cell<u64>>,
     next_index: u64,
     failure: Option<ReadError<E>>,
@@ -346,12 +348,8 @@ impl<E> Ctx<'_, E> {
     fn emit<D: de::Error>(&mut self, value: Value) -> Result<(), D> {
         let index = self.next_index;
         self.next_index += 1;
-        let event = parse_event(value, index, self.opts.default_room.as_deref()).map_err(|e| {
-            self.failure = Some(ReadError::Input(e));
-            D::custom(SINK_STOP)
-        })?;
-        (self.f)(event).map_err(|e| {
-            self.failure = Some(ReadError::Sink(e));
+        (self.f)(index, value).map_err(|e| {
+            self.failure = Some(e);
             D::custom(SINK_STOP)
         })?;
         // The next event starts here.
@@ -481,6 +479,21 @@ pub fn read_events<E>(
     opts: &ReadOptions,
     f: &mut dyn FnMut(RoomEvent) -> Result<(), E>,
 ) -> Result<u64, ReadError<E>> {
+    let default_room = opts.default_room.clone();
+    read_values(input, opts, &mut |index, value| {
+        let event = parse_event(value, index, default_room.as_deref()).map_err(ReadError::Input)?;
+        f(event).map_err(ReadError::Sink)
+    })
+}
+
+/// [`read_events`] before [`parse_event`]: every event of `input` as the JSON it is, with its
+/// position, for callers that need more of an event than [`RoomEvent`] keeps (history export
+/// keeps the `unsigned` data and clear-text relation of encrypted events). `f` parses it.
+pub fn read_values<E>(
+    input: impl BufRead,
+    opts: &ReadOptions,
+    f: &mut dyn FnMut(u64, Value) -> Result<(), ReadError<E>>,
+) -> Result<u64, ReadError<E>> {
     let since = Rc::new(Cell::new(0u64));
     let tripped = Rc::new(Cell::new(false));
     let mut reader = Counted {
@@ -491,7 +504,6 @@ pub fn read_events<E>(
     };
     let mut ctx = Ctx {
         f,
-        opts,
         since: since.clone(),
         next_index: 0,
         failure: None,

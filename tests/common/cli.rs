@@ -98,6 +98,17 @@ impl Env {
             .success();
     }
 
+    /// A fresh store holding `sessions` (export-file entries), imported through `mxkeys import`.
+    pub fn init_store_with(&self, sessions: &[Value]) {
+        self.init_store();
+        if sessions.is_empty() {
+            return;
+        }
+        let f = self.encrypt_json("keys.txt", &Value::Array(sessions.to_vec()));
+        let r = self.import_ok(&[&f]);
+        assert_eq!(r["imported"], sessions.len());
+    }
+
     /// Import files with the fixtures' passphrase, `--json`; returns the output.
     pub fn import(&self, files: &[&Path]) -> Output {
         let pf = self.pass_file();

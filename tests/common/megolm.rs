@@ -184,3 +184,31 @@ impl GenSession {
         serde_json::to_value(&d).unwrap()
     }
 }
+
+/// An `m.room.encrypted` room event of `group` at its next index: `ty` and `content`
+/// encrypted for `payload_room` (normally `room`), sent by `sender` in `room` at `ts`.
+pub fn encrypted_event(
+    group: &mut GroupSession,
+    room: &str,
+    payload_room: &str,
+    (ty, content): (&str, Value),
+    (event_id, sender, ts): (&str, &str, u64),
+) -> Value {
+    let payload = json!({"type": ty, "content": content, "room_id": payload_room});
+    let msg = group.encrypt(serde_json::to_vec(&payload).unwrap());
+    json!({
+        "type": "m.room.encrypted",
+        "event_id": event_id,
+        "sender": sender,
+        "origin_server_ts": ts,
+        "room_id": room,
+        "content": {
+            "algorithm": "m.megolm.v1.aes-sha2",
+            "ciphertext": msg.to_base64(),
+            "session_id": group.session_id(),
+            "sender_key": SENDER_KEY,
+            "device_id": "DEVICE",
+        },
+        "unsigned": {"membership": "join"},
+    })
+}

@@ -187,6 +187,15 @@ impl Api {
         (status, bytes)
     }
 
+    /// Upload media (`POST /_matrix/media/v3/upload`); its `mxc://` URI.
+    pub fn upload(&self, bytes: &[u8]) -> String {
+        let url = format!("{}/_matrix/media/v3/upload", self.base);
+        let (status, body) = self.raw("POST", &url, Some(bytes));
+        assert_eq!(status, 200, "upload: {}", String::from_utf8_lossy(&body));
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        v["content_uri"].as_str().unwrap().to_string()
+    }
+
     /// One JSON request to a client-server API path; the status and the JSON body.
     pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
         let bytes = body.map(|b| serde_json::to_vec(b).unwrap());

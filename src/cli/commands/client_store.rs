@@ -1,5 +1,6 @@
 //! `--client-store PATH` for `inspect`, `import` and `export`: the keys of another client's
-//! own database (matrix-nio, pantalaimon), read from a copy, the original never modified.
+//! own database (matrix-nio, pantalaimon, matrix-sdk), read from a copy, the original never
+//! modified.
 
 use std::io::Write;
 use std::path::Path;
@@ -59,13 +60,16 @@ fn read_all(
             progress::check(bar)?;
             f(s)
         }) {
-            Err(mxkeys::Error::ClientStore(ClientStoreError::WrongPickleKey { .. }))
-                if first && opts.key.is_none() && ctx.ui.interactive =>
-            {
+            Err(mxkeys::Error::ClientStore(
+                ClientStoreError::WrongPickleKey { .. } | ClientStoreError::WrongPassphrase { .. },
+            )) if first && opts.key.is_none() && ctx.ui.interactive => {
                 first = false;
-                let label = opened.file().display().to_string();
-                let src = secrets_in::client_store_passphrase(a)
-                    .with_prompt(format!("Pickle key for {}", sanitize(&label)));
+                let label = sanitize(&opened.file().display().to_string());
+                let question = match opened.kind() {
+                    Kind::MatrixSdk => format!("Passphrase of the client store {label}"),
+                    _ => format!("Pickle key for {label}"),
+                };
+                let src = secrets_in::client_store_passphrase(a).with_prompt(question);
                 opts.key = Some(src.prompt_again()?);
             }
             r => return Ok(r?),
@@ -91,11 +95,8 @@ fn rejected_warnings(ctx: &Context<'_>, r: &ReadSummary) {
 
 /// `mxkeys inspect --client-store PATH`.
 pub fn inspect(ctx: &Context<'_>, a: &ClientStoreArgs, path: &Path) -> anyhow::Result<Code> {
-    let opts = OpenOptions {
-        kind: a.client_store_kind.as_deref().and_then(Kind::parse),
-        key: None,
-        user: a.client_store_user.clone(),
-    };
+    // A key when one is given (a sealed matrix-sdk store then shows its account); never asked.
+    let opts = options(ctx, a)?;
     let opened = open(path, &opts)?;
     let info = opened.inspect(&opts)?;
     if ctx.ui.json {
@@ -149,10 +150,14 @@ pub fn inspect(ctx: &Context<'_>, a: &ClientStoreArgs, path: &Path) -> anyhow::R
         info.rooms,
         if info.rooms == 1 { "" } else { "s" }
     ));
-    lines.push(
-        "pickle key:         needed to read the sessions (nio's default DEFAULT_KEY is tried first)"
+    lines.push(match info.kind {
+        Kind::MatrixSdk if info.needs_key => {
+            "passphrase:         sealed: the sessions and the account need the store's passphrase".into()
+        }
+        Kind::MatrixSdk => "passphrase:         none (the store is not sealed)".into(),
+        _ => "pickle key:         needed to read the sessions (nio's default DEFAULT_KEY is tried first)"
             .into(),
-    );
+    });
     let mut out = std::io::stdout().lock();
     for l in &lines {
         writeln!(out, "{l}")?;
@@ -184,6 +189,11 @@ pub fn import(ctx: &Context<'_>, a: &ImportArgs, path: &Path) -> anyhow::Result<
         Unit::Keys,
     );
     let mut tx = store.merge_tx()?;
+    tx.set_source(format!(
+        "client-store:{}:{}",
+        opened.kind(),
+        opened.file().display()
+    ));
     let mut counts = MergeCounts::default();
     let mut batch = Vec::with_capacity(BATCH);
     let summary = read_all(ctx, &a.client, &opened, &mut opts, &bar, &mut |s| {
@@ -208,6 +218,9 @@ pub fn import(ctx: &Context<'_>, a: &ImportArgs, path: &Path) -> anyhow::Result<
             "kind": opened.kind(),
             "read": summary.sessions,
             "libolm_pickles": summary.libolm_pickles,
+            "imported_by_client": summary.imported_by_client,
+            "backed_up_by_client": summary.backed_up_by_client,
+            "withheld": summary.withheld,
             "imported": counts.imported,
             "improved": counts.improved,
             "unchanged": counts.unchanged,
@@ -291,6 +304,8 @@ pub fn export(ctx: &Context<'_>, a: &ExportArgs, path: &Path) -> anyhow::Result<
         "output": label,
         "sessions": written,
         "rooms": rooms,
+        "imported_by_client": summary.imported_by_client,
+        "withheld": summary.withheld,
         "rejected": summary.rejected.len(),
         "rejections": summary.rejected,
         "rounds": rounds,

@@ -24,7 +24,7 @@ use super::{Context, check_stdin_once, open_input};
 use crate::cli::HistoryCheckArgs;
 use crate::cli::exit::{CliError, Code};
 
-const EVENTS_HINT: &str = "give saved /messages responses (objects with \"chunk\"), JSON arrays of events, or JSON lines of events";
+pub const EVENTS_HINT: &str = "give saved /messages responses (objects with \"chunk\"), JSON arrays of events, or JSON lines of events";
 
 /// Open an input (`-` is stdin).
 fn open(path: &Path) -> anyhow::Result<(String, Box<dyn std::io::Read>)> {
@@ -32,7 +32,10 @@ fn open(path: &Path) -> anyhow::Result<(String, Box<dyn std::io::Read>)> {
     Ok((input.label, Box::new(input.file)))
 }
 
-fn read_backup(path: &Path, bar: &dyn mxkeys::progress::Progress) -> anyhow::Result<BackupIndex> {
+pub fn read_backup(
+    path: &Path,
+    bar: &dyn mxkeys::progress::Progress,
+) -> anyhow::Result<BackupIndex> {
     let (label, r) = open(path)?;
     BackupIndex::from_saved_response(BufReader::with_capacity(1 << 16, r), bar).map_err(|e| match e {
         mxkeys::Error::NotAKeyExport(m) => CliError::new(
@@ -70,7 +73,7 @@ pub fn check(ctx: &Context<'_>, a: HistoryCheckArgs) -> anyhow::Result<Code> {
 }
 
 /// A date flag's value, or a usage error saying what is accepted.
-fn parse_date(s: &str) -> anyhow::Result<u64> {
+pub fn parse_date(s: &str) -> anyhow::Result<u64> {
     date::parse(s).map_err(|e| CliError::usage(e.to_string(), date::DATE_FORMS))
 }
 
@@ -308,7 +311,7 @@ fn check_online(
 }
 
 /// A 403 while paging a room named with --room: say that the account is not in it.
-fn not_joined_hint(e: anyhow::Error, rooms: &[String]) -> anyhow::Error {
+pub fn not_joined_hint(e: anyhow::Error, rooms: &[String]) -> anyhow::Error {
     match e.downcast_ref::<mxkeys::Error>() {
         Some(mxkeys::Error::Client(ClientError::Rejected {
             status: 403,

@@ -28,16 +28,33 @@ pub fn run(ctx: &Context<'_>, a: ListArgs) -> anyhow::Result<Code> {
         .max()
         .unwrap_or(4)
         .max(4);
-    writeln!(out, "{:<width$}  {:>8}  FIRST INDEX", "ROOM", "SESSIONS")?;
+    writeln!(
+        out,
+        "{:<width$}  {:>8}  {:<11}  FROM",
+        "ROOM", "SESSIONS", "FIRST INDEX"
+    )?;
     for r in &rooms {
         let idx = if r.min_first_index == r.max_first_index {
             r.min_first_index.to_string()
         } else {
             format!("{}-{}", r.min_first_index, r.max_first_index)
         };
+        let from = r
+            .sources
+            .iter()
+            .map(|(s, n)| {
+                let s = mxkeys::session::sanitize(s);
+                if r.sources.len() == 1 {
+                    s
+                } else {
+                    format!("{s} ({n})")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
         writeln!(
             out,
-            "{:<width$}  {:>8}  {idx}",
+            "{:<width$}  {:>8}  {idx:<11}  {from}",
             mxkeys::session::sanitize(&r.room_id),
             r.sessions
         )?;

@@ -7,6 +7,7 @@ pub mod decrypt;
 pub mod encrypt;
 pub mod export;
 pub mod history;
+pub mod history_export;
 pub mod import;
 pub mod init;
 pub mod inspect;
@@ -433,16 +434,19 @@ impl MergeLog {
                     let mut conflicts = Vec::new();
                     for msg in recv {
                         match msg {
-                            Msg::Batch(f, batch) => tx.merge_batch(batch, &mut |s, o| {
-                                per_file[f].add(o);
-                                if o == Outcome::Conflict && conflicts.len() < MAX_LISTED {
-                                    conflicts.push(Conflict {
-                                        file: labels[f].clone(),
-                                        room_id: s.room_id.clone(),
-                                        session_id: s.session_id.clone(),
-                                    });
-                                }
-                            })?,
+                            Msg::Batch(f, batch) => {
+                                tx.set_source(format!("file:{}", labels[f]));
+                                tx.merge_batch(batch, &mut |s, o| {
+                                    per_file[f].add(o);
+                                    if o == Outcome::Conflict && conflicts.len() < MAX_LISTED {
+                                        conflicts.push(Conflict {
+                                            file: labels[f].clone(),
+                                            room_id: s.room_id.clone(),
+                                            session_id: s.session_id.clone(),
+                                        });
+                                    }
+                                })?
+                            }
                             Msg::Commit => return Ok((tx.commit()?, per_file, conflicts)),
                         }
                     }

@@ -199,12 +199,18 @@ pub fn run(ctx: &Context<'_>, a: BackupDownloadArgs) -> anyhow::Result<Code> {
                 super::super::new_export(ctx, out, a.out.force, &a.write, &a.passphrase, false)?;
             Target::File(Box::new(w))
         }
-        None => Target::Store(
-            store
+        None => {
+            let mut tx = store
                 .as_mut()
                 .ok_or_else(|| anyhow::anyhow!("no store"))?
-                .merge_tx()?,
-        ),
+                .merge_tx()?;
+            tx.set_source(match (&version, &a.from_response) {
+                (Some(v), _) => format!("backup:{}", v.version),
+                (None, Some(p)) => format!("backup-response:{}", p.display()),
+                (None, None) => "backup".to_string(),
+            });
+            Target::Store(tx)
+        }
     };
     // Every question has been asked: the bar starts with the work.
     if let Some(v) = &version {
