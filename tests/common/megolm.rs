@@ -136,6 +136,40 @@ impl GenSession {
         self.outbound.encrypt(plaintext).to_base64()
     }
 
+    /// Decrypt a Megolm message (base64) of this session: the plaintext and its index, or
+    /// vodozemac's reason for refusing it.
+    pub fn decrypt(&mut self, ciphertext: &str) -> Result<(String, u32), String> {
+        let msg =
+            vodozemac::megolm::MegolmMessage::from_base64(ciphertext).map_err(|e| e.to_string())?;
+        let d = self.inbound.decrypt(&msg).map_err(|e| e.to_string())?;
+        Ok((
+            String::from_utf8(d.plaintext).map_err(|e| e.to_string())?,
+            d.message_index,
+        ))
+    }
+
+    /// The index the next [`GenSession::encrypt`] encrypts at.
+    pub fn next_index(&self) -> u32 {
+        self.outbound.message_index()
+    }
+
+    /// The content of an `m.room.encrypted` event holding a text message `body` for this
+    /// session's room, at the next index, as `device_id` of the sender sends it.
+    pub fn room_message(&mut self, body: &str, device_id: &str) -> Value {
+        let payload = json!({
+            "type": "m.room.message",
+            "content": {"msgtype": "m.text", "body": body},
+            "room_id": self.room_id,
+        });
+        json!({
+            "algorithm": "m.megolm.v1.aes-sha2",
+            "ciphertext": self.encrypt(&payload.to_string()),
+            "session_id": self.session_id,
+            "sender_key": self.sender_key,
+            "device_id": device_id,
+        })
+    }
+
     /// `KeyBackupData` (JSON) for this session at `index`, encrypted to `public_key` with
     /// `mxkeys::backup::encrypt_session`, with this `forwarded_count`.
     pub fn backup_data(

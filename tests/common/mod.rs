@@ -11,6 +11,7 @@
 //! - [`backup_cipher`]: an independent implementation of the backup cipher;
 //! - [`store`]: a key store's rows, read with SQLite directly;
 //! - [`synapse`]: the test homeserver, its users and raw client-server API calls;
+//! - [`rooms`]: encrypted rooms on it, their members, Megolm events sent into them;
 //! - [`fault_proxy`]: a fault-injecting HTTP proxy in front of it.
 #![allow(
     dead_code,
@@ -25,6 +26,7 @@ pub mod cli;
 pub mod element;
 pub mod fault_proxy;
 pub mod megolm;
+pub mod rooms;
 pub mod run;
 pub mod store;
 pub mod synapse;
