@@ -45,21 +45,36 @@ fn client_export(name: &str, pass: &str) -> Vec<Value> {
     serde_json::from_slice(&pt).unwrap()
 }
 
-/// `mxkeys export --client-store STORE -o OUT` (no mxkeys store), then the file's sessions.
-fn export_client_store(env: &Env, store: &Path, extra: &[&str]) -> (Value, Vec<Value>) {
-    let out = env.path("out.txt");
-    let _ = std::fs::remove_file(&out);
-    let o = env
-        .cmd()
-        .args(["--json", "export", "--client-store"])
+/// No extra flags for [`run_export`].
+const NO_FLAGS: &[&str] = &[];
+
+/// `mxkeys [--json] export --client-store STORE -o OUT --rounds 1000` with the fixtures'
+/// passphrase (no mxkeys store) and `extra` flags.
+fn run_export<S: AsRef<std::ffi::OsStr>>(
+    env: &Env,
+    json: bool,
+    store: &Path,
+    out: &Path,
+    extra: &[S],
+) -> std::process::Output {
+    env.cmd()
+        .args(if json { &["--json"][..] } else { &[][..] })
+        .args(["export", "--client-store"])
         .arg(store)
         .arg("-o")
-        .arg(&out)
+        .arg(out)
         .args(["--rounds", "1000", "--passphrase-file"])
         .arg(env.pass_file())
         .args(extra)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// `mxkeys export --client-store STORE -o OUT` (no mxkeys store), then the file's sessions.
+fn export_client_store(env: &Env, store: &Path, extra: &[&str]) -> (Value, Vec<Value>) {
+    let out = env.path("out.txt");
+    let _ = std::fs::remove_file(&out);
+    let o = run_export(env, true, store, &out, extra);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let report: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(common::mode(&out), 0o600);
@@ -170,16 +185,7 @@ fn nio_stores_export_exactly_what_nio_exports() {
     // A custom pickle key: refused without it (12, no output), exact with it.
     let custom = copy_store(&env, "nio-custom-key");
     let out = env.path("custom.txt");
-    let o = env
-        .cmd()
-        .args(["export", "--client-store"])
-        .arg(&custom)
-        .arg("-o")
-        .arg(&out)
-        .args(["--rounds", "1000", "--passphrase-file"])
-        .arg(env.pass_file())
-        .output()
-        .unwrap();
+    let o = run_export(&env, false, &custom, &out, NO_FLAGS);
     assert_error(
         &o,
         12,
@@ -205,16 +211,7 @@ fn pantalaimon_libolm_pickles_per_account() {
     let pan = copy_store(&env, "pantalaimon");
     // Two accounts: choose one.
     let out = env.path("pan.txt");
-    let o = env
-        .cmd()
-        .args(["export", "--client-store"])
-        .arg(&pan)
-        .arg("-o")
-        .arg(&out)
-        .args(["--rounds", "1000", "--passphrase-file"])
-        .arg(env.pass_file())
-        .output()
-        .unwrap();
+    let o = run_export(&env, false, &pan, &out, NO_FLAGS);
     assert_error(&o, 2, "holds 2 accounts", "--client-store-user");
     assert!(!out.exists());
     for (user, device) in [
@@ -234,21 +231,13 @@ fn pantalaimon_libolm_pickles_per_account() {
         &["--client-store-user", "@bob:localhost/PANBOB"],
     );
     assert_eq!(ours.len(), 1);
-    let o = env
-        .cmd()
-        .args([
-            "export",
-            "--client-store-user",
-            "@carol:localhost",
-            "--client-store",
-        ])
-        .arg(&pan)
-        .arg("-o")
-        .arg(&out)
-        .args(["--passphrase-file"])
-        .arg(env.pass_file())
-        .output()
-        .unwrap();
+    let o = run_export(
+        &env,
+        false,
+        &pan,
+        &out,
+        &["--client-store-user", "@carol:localhost"],
+    );
     assert_error(
         &o,
         2,
@@ -349,16 +338,7 @@ fn altered(env: &Env, name: &str, sql: &str) -> PathBuf {
 
 fn export_fails(env: &Env, store: &Path, code: i32, message: &str, hint: &str) {
     let out = env.path("fail.txt");
-    let o = env
-        .cmd()
-        .args(["export", "--client-store"])
-        .arg(store)
-        .arg("-o")
-        .arg(&out)
-        .args(["--rounds", "1000", "--passphrase-file"])
-        .arg(env.pass_file())
-        .output()
-        .unwrap();
+    let o = run_export(env, false, store, &out, NO_FLAGS);
     assert_error(&o, code, message, hint);
     assert!(
         !out.exists(),
@@ -426,16 +406,7 @@ fn damaged_and_hostile_stores_are_clean_errors() {
         "UPDATE megolminboundsessions SET session = X'00ff00' WHERE room_id = '!bots:localhost';",
     );
     let out = env.path("partial.txt");
-    let o = env
-        .cmd()
-        .args(["--json", "export", "--client-store"])
-        .arg(&one_bad)
-        .arg("-o")
-        .arg(&out)
-        .args(["--rounds", "1000", "--passphrase-file"])
-        .arg(env.pass_file())
-        .output()
-        .unwrap();
+    let o = run_export(&env, true, &one_bad, &out, NO_FLAGS);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(
@@ -450,16 +421,7 @@ fn damaged_and_hostile_stores_are_clean_errors() {
         "UPDATE megolminboundsessions SET session = (SELECT session FROM megolminboundsessions \
          WHERE room_id = '!ops:localhost') WHERE room_id = '!bots:localhost';",
     );
-    let o = env
-        .cmd()
-        .args(["--json", "export", "--client-store"])
-        .arg(&swapped)
-        .arg("-o")
-        .arg(env.path("swapped.txt"))
-        .args(["--rounds", "1000", "--passphrase-file"])
-        .arg(env.pass_file())
-        .output()
-        .unwrap();
+    let o = run_export(&env, true, &swapped, &env.path("swapped.txt"), NO_FLAGS);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(
@@ -571,17 +533,7 @@ fn matrix_sdk_store_sealed_with_a_passphrase() {
                 .to_string(),
         ],
     ] {
-        let o = env
-            .cmd()
-            .args(["export", "--client-store"])
-            .arg(&dir)
-            .arg("-o")
-            .arg(&out)
-            .args(["--rounds", "1000", "--passphrase-file"])
-            .arg(env.pass_file())
-            .args(&extra)
-            .output()
-            .unwrap();
+        let o = run_export(&env, false, &dir, &out, &extra);
         assert_error(
             &o,
             12,

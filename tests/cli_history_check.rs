@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use common::megolm::{entry, new_group};
-use common::{Env, assert_error, fixture, one_json, read_sessions, text};
+use common::{
+    Env, assert_error, class_counts, expect_class_counts, fixture, one_json, read_sessions, text,
+};
 use mxkeys::history::check::Checker;
 use mxkeys::history::classify::Class;
 use mxkeys::progress::NoProgress;
@@ -51,33 +53,6 @@ fn check_json(env: &Env, extra: &[&str], files: &[&PathBuf], code: i32) -> Value
     one_json(&out)
 }
 
-fn counts(v: &Value) -> HashMap<String, u64> {
-    v.as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, n)| (k.clone(), n.as_u64().unwrap()))
-        .collect()
-}
-
-fn expect_counts(pairs: &[(&str, u64)]) -> HashMap<String, u64> {
-    let mut m: HashMap<String, u64> = [
-        "decrypted",
-        "in_backup",
-        "later_index",
-        "missing",
-        "before_join",
-        "damaged",
-        "unsupported",
-    ]
-    .iter()
-    .map(|k| (k.to_string(), 0))
-    .collect();
-    for (k, n) in pairs {
-        m.insert(k.to_string(), *n);
-    }
-    m
-}
-
 #[test]
 fn the_wasm_fixture_events_all_decrypt_in_every_input_shape() {
     let env = Env::new();
@@ -97,8 +72,8 @@ fn the_wasm_fixture_events_all_decrypt_in_every_input_shape() {
     for f in [&array, &page, &jsonl] {
         let v = check_json(&env, &[], &[f], 0);
         assert_eq!(
-            counts(&v["counts"]),
-            expect_counts(&[("decrypted", 3)]),
+            class_counts(&v["counts"]),
+            expect_class_counts(&[("decrypted", 3)]),
             "{v}"
         );
         assert_eq!(v["events"], 3);
@@ -299,7 +274,7 @@ fn one_situation_per_class_with_the_backup_response() {
     let s = situations();
     let backup = s.backup.to_str().unwrap();
     let v = check_json(&s.env, &["--backup-response", backup], &[&s.page], 3);
-    let want = expect_counts(&[
+    let want = expect_class_counts(&[
         ("decrypted", 3),
         ("in_backup", 1),
         ("later_index", 2),
@@ -308,7 +283,7 @@ fn one_situation_per_class_with_the_backup_response() {
         ("damaged", 2),
         ("unsupported", 2),
     ]);
-    assert_eq!(counts(&v["counts"]), want, "{v}");
+    assert_eq!(class_counts(&v["counts"]), want, "{v}");
     assert_eq!(v["events"], 13);
     assert_eq!(v["unencrypted"], 1);
     assert_eq!(v["backup_checked"], true);
@@ -317,7 +292,7 @@ fn one_situation_per_class_with_the_backup_response() {
     let room = &rooms[0];
     assert_eq!(room["room_id"], ROOM);
     assert_eq!(room["events"], 13);
-    assert_eq!(counts(&room["counts"]), want);
+    assert_eq!(class_counts(&room["counts"]), want);
 
     // The documented fields of every session entry.
     for e in room["sessions"].as_array().unwrap() {
@@ -391,8 +366,8 @@ fn without_the_backup_response_backed_up_sessions_count_as_missing_or_later() {
     let s = situations();
     let v = check_json(&s.env, &[], &[&s.page], 3);
     assert_eq!(
-        counts(&v["counts"]),
-        expect_counts(&[
+        class_counts(&v["counts"]),
+        expect_class_counts(&[
             ("decrypted", 3),
             ("later_index", 1),
             ("missing", 3),
@@ -473,8 +448,8 @@ fn exit_0_when_everything_is_decrypted_or_before_join() {
     let f = env.write("events.json", serde_json::to_vec(&events).unwrap());
     let v = check_json(&env, &[], &[&f], 0);
     assert_eq!(
-        counts(&v["counts"]),
-        expect_counts(&[("decrypted", 2), ("before_join", 1)])
+        class_counts(&v["counts"]),
+        expect_class_counts(&[("decrypted", 2), ("before_join", 1)])
     );
     assert!(v["rooms"][0]["sessions"].as_array().unwrap().is_empty());
 }

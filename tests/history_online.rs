@@ -19,7 +19,7 @@ use common::fault_proxy::FaultProxy;
 use common::megolm::GenSession;
 use common::rooms::{Sender, foreign_algorithm_content, tampered};
 use common::synapse::{Api, Hs, User, enc, require_hs, unique_name};
-use common::{Env, Run};
+use common::{Env, Run, class_counts, expect_class_counts};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -111,35 +111,6 @@ impl Account {
             .map(|e| (e["event_id"].as_str().unwrap().to_string(), e))
             .collect()
     }
-}
-
-/// A count for every class: zero but for `pairs`.
-fn expect_counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
-    let mut m: BTreeMap<String, u64> = [
-        "decrypted",
-        "in_backup",
-        "later_index",
-        "missing",
-        "before_join",
-        "damaged",
-        "unsupported",
-    ]
-    .iter()
-    .map(|k| (k.to_string(), 0))
-    .collect();
-    for (k, n) in pairs {
-        m.insert(k.to_string(), *n);
-    }
-    m
-}
-
-/// A `counts` object as a map.
-fn counts(v: &Value) -> BTreeMap<String, u64> {
-    v.as_object()
-        .unwrap_or_else(|| panic!("counts is not an object: {v}"))
-        .iter()
-        .map(|(k, n)| (k.clone(), n.as_u64().unwrap()))
-        .collect()
 }
 
 /// The room entry of `room_id` in a report.
@@ -315,7 +286,7 @@ fn situation(hs: &Hs) -> Situation {
 
 /// The counts of [`situation`].
 fn situation_counts() -> BTreeMap<String, u64> {
-    expect_counts(&[
+    expect_class_counts(&[
         ("decrypted", 6),
         ("in_backup", 2),
         ("later_index", 5),
@@ -391,11 +362,11 @@ fn one_situation_per_class_against_the_server() {
     let hs = require_hs!();
     let s = situation(&hs);
     let v = s.alice.check_json(&["--room", &s.room], 3);
-    assert_eq!(counts(&v["counts"]), situation_counts(), "{v}");
+    assert_eq!(class_counts(&v["counts"]), situation_counts(), "{v}");
     assert_eq!(room_ids(&v), vec![s.room.clone()]);
     let r = room_of(&v, &s.room);
     assert_eq!(r["events"], 19, "{r}");
-    assert_eq!(counts(&r["counts"]), situation_counts());
+    assert_eq!(class_counts(&r["counts"]), situation_counts());
     assert_eq!(v["events"], 19);
     assert_eq!(v["backup_checked"], true);
     // Every other event of the room (its state: creation, members, rules) is counted apart.
@@ -482,7 +453,7 @@ fn fix_downloads_exactly_the_sessions_the_backup_helps_with() {
 
     // The key kept in the store by `backup create` opens the backup: no secret given.
     let v = s.alice.check_json(&["--room", &s.room, "--fix"], 3);
-    let after_fix = expect_counts(&[
+    let after_fix = expect_class_counts(&[
         ("decrypted", 8),
         ("later_index", 5),
         ("missing", 1),
@@ -490,7 +461,7 @@ fn fix_downloads_exactly_the_sessions_the_backup_helps_with() {
         ("damaged", 1),
         ("unsupported", 2),
     ]);
-    assert_eq!(counts(&v["counts"]), after_fix, "{v}");
+    assert_eq!(class_counts(&v["counts"]), after_fix, "{v}");
     let fix = &v["fix"];
     assert_eq!(fix["version"], s.version.as_str(), "{fix}");
     assert_eq!(
@@ -504,11 +475,11 @@ fn fix_downloads_exactly_the_sessions_the_backup_helps_with() {
         "{fix}"
     );
     assert_eq!(fix["rejected"], json!([]));
-    assert_eq!(counts(&fix["before"]), situation_counts(), "{fix}");
-    assert_eq!(counts(&fix["after"]), after_fix, "{fix}");
+    assert_eq!(class_counts(&fix["before"]), situation_counts(), "{fix}");
+    assert_eq!(class_counts(&fix["after"]), after_fix, "{fix}");
     // The room's own entry is the view after the fix.
     let r = room_of(&v, &s.room);
-    assert_eq!(counts(&r["counts"]), after_fix);
+    assert_eq!(class_counts(&r["counts"]), after_fix);
     assert_eq!(r["events"], 19);
 
     // Exactly b was downloaded.
@@ -522,7 +493,7 @@ fn fix_downloads_exactly_the_sessions_the_backup_helps_with() {
 
     // A second check: nothing left in the backup, the other classes unchanged.
     let v = s.alice.check_json(&["--room", &s.room], 3);
-    assert_eq!(counts(&v["counts"]), after_fix, "{v}");
+    assert_eq!(class_counts(&v["counts"]), after_fix, "{v}");
     let r = room_of(&v, &s.room);
     assert!(
         !r["sessions"]
@@ -538,7 +509,7 @@ fn fix_downloads_exactly_the_sessions_the_backup_helps_with() {
 
     // And a --fix with nothing to fetch changes nothing.
     let v = s.alice.check_json(&["--room", &s.room, "--fix"], 3);
-    assert_eq!(counts(&v["counts"]), after_fix, "{v}");
+    assert_eq!(class_counts(&v["counts"]), after_fix, "{v}");
     assert_eq!(v["fix"]["wanted"], 0, "{v}");
     assert_eq!(s.alice.held(), after);
 }
@@ -608,14 +579,14 @@ fn fix_takes_the_backup_key_from_a_recovery_key_file() {
         api: hs.api(&s.alice.user),
         env,
     };
-    let before = expect_counts(&[
+    let before = expect_class_counts(&[
         ("in_backup", 2),
         ("missing", 13),
         ("before_join", 2),
         ("unsupported", 2),
     ]);
     let v = fresh.check_json(&["--room", &s.room], 3);
-    assert_eq!(counts(&v["counts"]), before, "{v}");
+    assert_eq!(class_counts(&v["counts"]), before, "{v}");
 
     // No key to open the backup with, and no terminal to ask on.
     let r = fresh.check(&["--room", &s.room, "--fix"]).code(2);
@@ -638,13 +609,13 @@ fn fix_takes_the_backup_key_from_a_recovery_key_file() {
         ])
         .code(3)
         .json();
-    let after = expect_counts(&[
+    let after = expect_class_counts(&[
         ("decrypted", 2),
         ("missing", 13),
         ("before_join", 2),
         ("unsupported", 2),
     ]);
-    assert_eq!(counts(&v["counts"]), after, "{v}");
+    assert_eq!(class_counts(&v["counts"]), after, "{v}");
     assert_eq!(v["fix"]["imported"], 1);
     assert_eq!(fresh.held(), vec![s.id("b").to_string()]);
 }
@@ -671,8 +642,8 @@ fn events_from_before_the_join_count_as_readable_when_a_key_is_there() {
     // readable); only with no key anywhere is it before_join (and that is fine: exit 0 then).
     let v = alice.check_json(&["--room", &room], 3);
     assert_eq!(
-        counts(&v["counts"]),
-        expect_counts(&[("decrypted", 2), ("in_backup", 3), ("before_join", 1)]),
+        class_counts(&v["counts"]),
+        expect_class_counts(&[("decrypted", 2), ("in_backup", 3), ("before_join", 1)]),
         "{v}"
     );
     let r = room_of(&v, &room);
@@ -684,8 +655,8 @@ fn events_from_before_the_join_count_as_readable_when_a_key_is_there() {
 
     let v = alice.check_json(&["--room", &room, "--fix"], 0);
     assert_eq!(
-        counts(&v["counts"]),
-        expect_counts(&[("decrypted", 5), ("before_join", 1)]),
+        class_counts(&v["counts"]),
+        expect_class_counts(&[("decrypted", 5), ("before_join", 1)]),
         "{v}"
     );
     assert_eq!(v["fix"]["imported"], 1);
@@ -749,16 +720,16 @@ fn every_joined_room_by_default_and_only_the_rooms_given() {
         t.invited
     );
     assert_eq!(
-        counts(&v["counts"]),
-        expect_counts(&[("decrypted", 2), ("missing", 1)])
+        class_counts(&v["counts"]),
+        expect_class_counts(&[("decrypted", 2), ("missing", 1)])
     );
     assert_eq!(
-        counts(&room_of(&v, r1)["counts"]),
-        expect_counts(&[("decrypted", 2)])
+        class_counts(&room_of(&v, r1)["counts"]),
+        expect_class_counts(&[("decrypted", 2)])
     );
     assert_eq!(
-        counts(&room_of(&v, r2)["counts"]),
-        expect_counts(&[("missing", 1)])
+        class_counts(&room_of(&v, r2)["counts"]),
+        expect_class_counts(&[("missing", 1)])
     );
     assert_eq!(room_of(&v, r1)["events"], 2);
     assert_eq!(room_of(&v, r2)["events"], 1);
@@ -767,7 +738,10 @@ fn every_joined_room_by_default_and_only_the_rooms_given() {
 
     let v = t.alice.check_json(&["--room", r1], 0);
     assert_eq!(room_ids(&v), vec![r1.clone()]);
-    assert_eq!(counts(&v["counts"]), expect_counts(&[("decrypted", 2)]));
+    assert_eq!(
+        class_counts(&v["counts"]),
+        expect_class_counts(&[("decrypted", 2)])
+    );
 
     let v = t.alice.check_json(&["--room", r2, "--room", r1], 3);
     assert_eq!(room_ids(&v), want);
@@ -776,12 +750,12 @@ fn every_joined_room_by_default_and_only_the_rooms_given() {
     let v = t.alice.check_json(&["--limit", "1"], 3);
     assert_eq!(room_ids(&v), want);
     assert_eq!(
-        counts(&room_of(&v, r1)["counts"]),
-        expect_counts(&[("decrypted", 1)])
+        class_counts(&room_of(&v, r1)["counts"]),
+        expect_class_counts(&[("decrypted", 1)])
     );
     assert_eq!(
-        counts(&room_of(&v, r2)["counts"]),
-        expect_counts(&[("missing", 1)])
+        class_counts(&room_of(&v, r2)["counts"]),
+        expect_class_counts(&[("missing", 1)])
     );
 
     // She has no backup: the check says so, and it is not an error.
@@ -871,8 +845,8 @@ fn pages_through_a_room_longer_than_a_page() {
     };
     let v = alice.check_json(&["--room", &room, "--page-size", "4"], 3);
     assert_eq!(
-        counts(&v["counts"]),
-        expect_counts(&[("decrypted", 22), ("missing", 3)]),
+        class_counts(&v["counts"]),
+        expect_class_counts(&[("decrypted", 22), ("missing", 3)]),
         "{v}"
     );
     let r = room_of(&v, &room);
@@ -887,15 +861,15 @@ fn pages_through_a_room_longer_than_a_page() {
 
     // The same with one page.
     let v1 = alice.check_json(&["--room", &room, "--page-size", "1000"], 3);
-    assert_eq!(counts(&v1["counts"]), counts(&v["counts"]));
+    assert_eq!(class_counts(&v1["counts"]), class_counts(&v["counts"]));
     let one = pages(1000);
     assert_eq!(one.concat(), all);
 
     // With --limit, paging stops at the newest events it needs, long before the room's start.
     let v = alice.check_json(&["--room", &room, "--page-size", "3", "--limit", "5"], 0);
     assert_eq!(
-        counts(&v["counts"]),
-        expect_counts(&[("decrypted", 5)]),
+        class_counts(&v["counts"]),
+        expect_class_counts(&[("decrypted", 5)]),
         "{v}"
     );
     let limited = pages(3);
@@ -931,8 +905,8 @@ fn limit_counts_only_the_newest_events() {
     for (n, want) in cases {
         let v = s.alice.check_json(&["--room", &s.room, "--limit", n], 3);
         assert_eq!(
-            counts(&v["counts"]),
-            expect_counts(want),
+            class_counts(&v["counts"]),
+            expect_class_counts(want),
             "--limit {n}: {v}"
         );
         assert_eq!(room_of(&v, &s.room)["events"], n.parse::<u64>().unwrap());
@@ -941,7 +915,7 @@ fn limit_counts_only_the_newest_events() {
     let v = s
         .alice
         .check_json(&["--room", &s.room, "--limit", "1000"], 3);
-    assert_eq!(counts(&v["counts"]), situation_counts());
+    assert_eq!(class_counts(&v["counts"]), situation_counts());
 }
 
 #[test]
@@ -976,18 +950,18 @@ fn since_counts_only_the_events_from_that_date() {
     // From the boundary: only the 3 newer events (which alice can read).
     let v = check(&utc_seconds(boundary), 0);
     assert_eq!(
-        counts(&v["counts"]),
-        expect_counts(&[("decrypted", 3)]),
+        class_counts(&v["counts"]),
+        expect_class_counts(&[("decrypted", 3)]),
         "{v}"
     );
     // From before all of them: all 5.
     let v = check("2000-01-01", 3);
     assert_eq!(
-        counts(&v["counts"]),
-        expect_counts(&[("decrypted", 3), ("missing", 2)]),
+        class_counts(&v["counts"]),
+        expect_class_counts(&[("decrypted", 3), ("missing", 2)]),
         "{v}"
     );
     // From after all of them: none.
     let v = check(&utc_seconds(last_new / 1000 + 1), 0);
-    assert_eq!(counts(&v["counts"]), expect_counts(&[]), "{v}");
+    assert_eq!(class_counts(&v["counts"]), expect_class_counts(&[]), "{v}");
 }

@@ -338,3 +338,32 @@ pub fn all_bytes_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 pub fn contains_bytes(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
+
+/// A history report's `counts` object as a map (class -> events).
+pub fn class_counts(v: &Value) -> BTreeMap<String, u64> {
+    v.as_object()
+        .unwrap_or_else(|| panic!("counts is not an object: {v}"))
+        .iter()
+        .map(|(k, n)| (k.clone(), n.as_u64().unwrap()))
+        .collect()
+}
+
+/// A count for every history class: zero but for `pairs`.
+pub fn expect_class_counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    let mut m: BTreeMap<String, u64> = [
+        "decrypted",
+        "in_backup",
+        "later_index",
+        "missing",
+        "before_join",
+        "damaged",
+        "unsupported",
+    ]
+    .iter()
+    .map(|k| (k.to_string(), 0))
+    .collect();
+    for (k, n) in pairs {
+        m.insert(k.to_string(), *n);
+    }
+    m
+}
