@@ -185,6 +185,18 @@ fn phone_dehydrated_device_is_on_the_server() {
     let mut a = Phone::login(&hs, &user);
     a.bootstrap_cross_signing();
     a.setup_secret_storage();
+    let none = a.raw(
+        "GET",
+        "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device",
+        None,
+    );
+    // Not M_UNRECOGNIZED: the test server has MSC3814 on.
+    assert_eq!(
+        (none.0, none.1["errcode"].as_str()),
+        (404, Some("M_NOT_FOUND")),
+        "{}",
+        none.1
+    );
     let id = a.create_dehydrated_device();
     assert_ne!(id, a.device_id);
     let (status, v) = a.raw(
@@ -222,4 +234,30 @@ fn sas_between_two_phones() {
     assert!(done_a && done_b);
     assert!(a.sees_cross_signed(&b_dev), "the SAS did not sign B");
     assert!(a.sees_verified(&b_dev));
+}
+
+/// The other way round, and a mismatch: A only asks, B accepts and starts; both show the same
+/// emoji; B says they differ, so neither side ends verified and A sees the cancellation.
+#[test]
+fn sas_the_other_way_round_and_a_mismatch() {
+    let hs = require_hs!();
+    let user = hs.register("phonesas2");
+    let mut a = Phone::login(&hs, &user);
+    let mut b = Phone::login(&hs, &user);
+    a.bootstrap_cross_signing();
+    let (a_dev, b_dev) = (a.device_id.clone(), b.device_id.clone());
+    let ((ea, done_a), (eb, done_b)) = std::thread::scope(|s| {
+        let hb = s.spawn(|| {
+            let e = b.sas_accept_incoming_and_start(&a_dev, WAIT);
+            (e, b.sas_finish(false, WAIT))
+        });
+        let e = a.sas_request(&b_dev, WAIT);
+        let done = a.sas_finish(true, WAIT);
+        ((e, done), hb.join().unwrap())
+    });
+    assert_eq!(ea.len(), 7);
+    assert_eq!(ea, eb);
+    assert!(!done_b, "B said the emoji differ");
+    assert!(!done_a, "A must not finish a mismatched SAS");
+    assert!(!a.sees_cross_signed(&b_dev));
 }

@@ -959,11 +959,11 @@ impl Phone {
             .collect()
     }
 
-    /// The phone's side of an SAS that own device `device_id` starts: wait (syncing, up to
-    /// `secs` for each step) for its verification request and accept it (SAS only); wait for
-    /// its SAS start and accept that; once the keys are exchanged, the 7 emoji (symbol,
-    /// description). Then [`Phone::sas_finish`].
-    pub fn sas_accept_incoming(&mut self, device_id: &str, secs: u64) -> Vec<(String, String)> {
+    /// Wait (syncing) for a verification request from own device `device_id` and accept it
+    /// (SAS only).
+    fn accept_request(&mut self, device_id: &str, secs: u64) -> VerificationRequest {
+        // Its keys, so that the SAS can start at once.
+        self.own_device(device_id);
         let mut found = None;
         assert!(
             self.sync_until(secs, |p| {
@@ -976,13 +976,28 @@ impl Phone {
         if let Some(r) = request.accept_with_methods(vec![VerificationMethod::SasV1]) {
             self.send_verification(r);
         }
+        request
+    }
+
+    /// Send a verification request (SAS only) to own device `device_id`.
+    fn send_request(&mut self, device_id: &str) -> VerificationRequest {
+        let device = self.own_device(device_id);
+        let (request, out) =
+            device.request_verification_with_methods(vec![VerificationMethod::SasV1]);
+        self.send_verification(out);
+        request
+    }
+
+    /// Wait (syncing) for the other side's SAS start on `request`, accept it, wait for the
+    /// keys; the emoji. The SAS is kept for [`Phone::sas_finish`].
+    fn await_start(&mut self, request: &VerificationRequest, secs: u64) -> Vec<(String, String)> {
         let mut sas = None;
         assert!(
             self.sync_until(secs, |p| {
-                sas = p.sas_of(&request);
+                sas = p.sas_of(request);
                 sas.is_some() || request.is_cancelled()
             }),
-            "no SAS start from {device_id} within {secs} s"
+            "no SAS start within {secs} s"
         );
         let sas = sas.unwrap_or_else(|| panic!("cancelled: {:?}", request.cancel_info()));
         if let Some(r) = sas.accept() {
@@ -993,18 +1008,12 @@ impl Phone {
         emoji
     }
 
-    /// The starting side of an SAS with own device `device_id`: send a verification request
-    /// (SAS only), wait (syncing, up to `secs` for each step) until it is accepted, start the
-    /// SAS; once the other side accepted and the keys are exchanged, the 7 emoji (symbol,
-    /// description). Then [`Phone::sas_finish`].
-    pub fn sas_start_with(&mut self, device_id: &str, secs: u64) -> Vec<(String, String)> {
-        let device = self.own_device(device_id);
-        let (request, out) =
-            device.request_verification_with_methods(vec![VerificationMethod::SasV1]);
-        self.send_verification(out);
+    /// Wait (syncing) until `request` is ready, start the SAS, wait for the other side's
+    /// accept and the keys; the emoji. The SAS is kept for [`Phone::sas_finish`].
+    fn start(&mut self, request: &VerificationRequest, secs: u64) -> Vec<(String, String)> {
         assert!(
             self.sync_until(secs, |_| request.is_ready() || request.is_cancelled()),
-            "{device_id} did not accept the verification request within {secs} s"
+            "the verification request was not accepted within {secs} s"
         );
         assert!(
             !request.is_cancelled(),
@@ -1019,6 +1028,49 @@ impl Phone {
         let emoji = self.wait_emoji(&sas, secs);
         self.sas = Some(sas);
         emoji
+    }
+
+    /// The phone's side of an SAS that own device `device_id` asks for and starts: wait
+    /// (syncing, up to `secs` for each step) for its verification request and accept it (SAS
+    /// only); wait for its SAS start and accept that; once the keys are exchanged, the 7 emoji
+    /// (symbol, description). Then [`Phone::sas_finish`].
+    pub fn sas_accept_incoming(&mut self, device_id: &str, secs: u64) -> Vec<(String, String)> {
+        let request = self.accept_request(device_id, secs);
+        self.await_start(&request, secs)
+    }
+
+    /// Like [`Phone::sas_accept_incoming`], but the phone starts the SAS itself once it has
+    /// accepted the request (for a device that asks and then waits for the other side to
+    /// start, as either side may).
+    pub fn sas_accept_incoming_and_start(
+        &mut self,
+        device_id: &str,
+        secs: u64,
+    ) -> Vec<(String, String)> {
+        let request = self.accept_request(device_id, secs);
+        self.start(&request, secs)
+    }
+
+    /// The asking and starting side of an SAS with own device `device_id`: send a
+    /// verification request (SAS only), wait (syncing, up to `secs` for each step) until it is
+    /// accepted, start the SAS; once the other side accepted and the keys are exchanged, the 7
+    /// emoji (symbol, description). Then [`Phone::sas_finish`].
+    pub fn sas_start_with(&mut self, device_id: &str, secs: u64) -> Vec<(String, String)> {
+        let request = self.send_request(device_id);
+        self.start(&request, secs)
+    }
+
+    /// The asking side of an SAS that own device `device_id` starts: send a verification
+    /// request (SAS only), wait for the other side to accept it and start the SAS, accept
+    /// that; the 7 emoji. Then [`Phone::sas_finish`].
+    pub fn sas_request(&mut self, device_id: &str, secs: u64) -> Vec<(String, String)> {
+        let request = self.send_request(device_id);
+        self.await_start(&request, secs)
+    }
+
+    /// Whether the SAS under way was cancelled (by either side).
+    pub fn sas_cancelled(&self) -> bool {
+        self.sas.as_ref().is_some_and(|s| s.is_cancelled())
     }
 
     /// Confirm the current SAS (`matches`) or cancel it as a mismatch, send what that
