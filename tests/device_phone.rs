@@ -177,7 +177,7 @@ fn phone_backup_and_secret_storage_open_with_mxkeys() {
     );
 }
 
-/// Phone A's dehydrated device is the one the server holds.
+/// Phone A's dehydrated device is the one the server holds, and it receives room keys.
 #[test]
 fn phone_dehydrated_device_is_on_the_server() {
     let hs = require_hs!();
@@ -207,6 +207,12 @@ fn phone_dehydrated_device_is_on_the_server() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["device_id"], id.as_str(), "{v}");
     assert!(v["device_data"].is_object(), "{v}");
+
+    // It is a recipient like any other device: a room key the phone shares reaches it, and
+    // rehydrating with the key in secret storage finds it.
+    let room = a.create_encrypted_room(&[]);
+    let (_, s1) = a.send_message(&room, "for the dehydrated device too");
+    assert_eq!(a.dehydrated_room_keys(), vec![(room, s1)]);
 }
 
 /// An SAS between two phones of one user, each on its own thread: both show the same 7

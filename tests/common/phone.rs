@@ -40,7 +40,9 @@ use ruma::api::auth_scheme::{
 };
 use ruma::api::client::backup::{add_backup_keys, create_backup_version};
 use ruma::api::client::config::set_global_account_data;
-use ruma::api::client::dehydrated_device::put_dehydrated_device;
+use ruma::api::client::dehydrated_device::{
+    get_dehydrated_device, get_events, put_dehydrated_device,
+};
 use ruma::api::client::filter::FilterDefinition;
 use ruma::api::client::keys::upload_signing_keys;
 use ruma::api::client::keys::{claim_keys, get_keys, upload_keys, upload_signatures};
@@ -727,6 +729,52 @@ impl Phone {
             .unwrap();
         let resp: put_dehydrated_device::unstable::Response = self.ok(req);
         resp.device_id.to_string()
+    }
+
+    /// What a device that rehydrates finds: the server's dehydrated device, unpickled with
+    /// the phone's dehydration key in a machine of its own (not the phone's: the phone's store
+    /// stays as it was), fed the to-device events the server kept for it (every page). The
+    /// room keys it got, as (room id, session id).
+    pub fn dehydrated_room_keys(&self) -> Vec<(String, String)> {
+        let key = self
+            .dehydration_key
+            .clone()
+            .expect("no dehydration key: setup_secret_storage or create_dehydrated_device first");
+        let dev = self.ok(get_dehydrated_device::unstable::Request::new());
+        let own = self.own_user();
+        let rehydrator: OwnedDeviceId = "REHYDRATOR".into();
+        let machine = self.block_on(OlmMachine::new(&own, &rehydrator));
+        let rehydrated = self
+            .block_on(
+                machine
+                    .dehydrated_devices()
+                    .rehydrate(&key, &dev.device_id, dev.device_data),
+            )
+            .unwrap();
+        let settings = DecryptionSettings {
+            sender_device_trust_requirement: TrustRequirement::Untrusted,
+        };
+        let mut keys = Vec::new();
+        let mut next_batch = None;
+        for _ in 0..MAX_ROUNDS {
+            let mut req = get_events::unstable::Request::new(dev.device_id.clone());
+            req.next_batch = next_batch.take();
+            let page = self.ok(req);
+            if page.events.is_empty() {
+                return keys;
+            }
+            for k in self
+                .block_on(rehydrated.receive_events(page.events, &settings))
+                .unwrap()
+            {
+                keys.push((k.room_id.to_string(), k.session_id.clone()));
+            }
+            match page.next_batch {
+                Some(b) => next_batch = Some(b),
+                None => return keys,
+            }
+        }
+        panic!("the dehydrated device's events did not end after {MAX_ROUNDS} pages");
     }
 
     // ---- rooms and messages ---------------------------------------------------------
