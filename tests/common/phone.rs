@@ -965,13 +965,15 @@ impl Phone {
 
     // ---- SAS verification -----------------------------------------------------------
 
-    /// A verification request from own device `device_id` that is neither done nor cancelled.
+    /// A verification request from own device `device_id` (not one the phone sent) that is
+    /// neither done nor cancelled.
     fn open_request(&self, device_id: &str) -> Option<VerificationRequest> {
         self.machine
             .get_verification_requests(&self.own_user())
             .into_iter()
             .find(|r| {
                 r.other_device_id().as_deref().map(|d| d.as_str()) == Some(device_id)
+                    && !r.we_started()
                     && !r.is_done()
                     && !r.is_cancelled()
             })
@@ -1124,6 +1126,9 @@ impl Phone {
     /// Confirm the current SAS (`matches`) or cancel it as a mismatch, send what that
     /// produces (MAC, done, the signature of the verified device); then sync until the
     /// verification is done or cancelled (up to `secs`). Whether it is done.
+    ///
+    /// The other side's MAC is needed to finish: when it is mxkeys on a terminal, confirm
+    /// there first (or drive the phone from another thread), then call this.
     pub fn sas_finish(&mut self, matches: bool, secs: u64) -> bool {
         let sas = self.sas.take().expect("no SAS under way");
         if matches {
