@@ -96,6 +96,57 @@ fn two_phones_share_forward_and_cross_sign() {
     a.logout();
 }
 
+/// The phone forwards a key only to a device it sees as verified: B's request goes
+/// unanswered while A does not trust B (the next shared key reaches B, the asked one does not),
+/// and is answered once A trusts B locally (no cross-signing at all here).
+#[test]
+fn phone_forwards_keys_only_to_devices_it_trusts() {
+    let hs = require_hs!();
+    let user = hs.register("phonefw");
+    let api = hs.api(&user);
+    let mut a = Phone::login(&hs, &user);
+    let mut b = Phone::login(&hs, &user);
+    b.trust_locally(&a.device_id);
+    let room = a.create_encrypted_room(&[]);
+    let (ev, s1) = a.send_unshared_message(&room, "asked for");
+    let e1 = encrypted_event(&api, &room, &ev);
+    let saw_request = |a: &mut Phone| {
+        let mut seen = Vec::new();
+        a.sync_until(WAIT, |a| {
+            seen.extend(a.sync_once(0));
+            seen.iter().any(|t| t == "m.room_key_request")
+        })
+    };
+
+    b.request_room_key(&room, &e1);
+    assert!(saw_request(&mut a), "A never saw B's request");
+    // Anything A sent B for the request would come before this key.
+    let (_, s2) = a.send_message(&room, "shared");
+    assert!(b.sync_until(WAIT, |b| b.has_session(&room, &s2)));
+    assert!(
+        !b.has_session(&room, &s1),
+        "A forwarded to a device it does not trust"
+    );
+
+    a.trust_locally(&b.device_id);
+    assert!(a.sees_verified(&b.device_id));
+    assert!(!a.sees_cross_signed(&b.device_id));
+    // A repeated request is a cancellation and the request again, which may reach A in two
+    // syncs: A keeps syncing until B has the key.
+    b.request_room_key(&room, &e1);
+    assert!(
+        b.sync_until(WAIT, |b| {
+            a.sync_once(0);
+            b.has_session(&room, &s1)
+        }),
+        "A did not forward to a device it trusts"
+    );
+    let plain = b
+        .decrypt(&room, &e1)
+        .expect("B decrypts with the forwarded key");
+    assert_eq!(plain["content"]["body"], "asked for");
+}
+
 /// Phone A's backup and secret storage are real: mxkeys, given the Security Key A made,
 /// downloads exactly A's sessions (also the one no other device ever had). And A answers a
 /// secret request of a device it verified: B gets the cross-signing keys and the backup key.

@@ -919,18 +919,32 @@ impl Phone {
     }
 
     /// Ask the user's other devices for the room key of `event` (an encrypted event as
-    /// `/messages` gives it): the SDK's `m.room_key_request` (and the cancellation of an
-    /// older one), sent now. The key arrives with a later sync, from a device that accepts.
+    /// `/messages` gives it): the SDK's `m.room_key_request`, sent now. The key arrives with
+    /// a later sync, from a device that accepts.
+    ///
+    /// Asking again for the same key: the SDK gives a cancellation (new transaction id) and the
+    /// same request again, with its request id as the transaction id again. Synapse takes a
+    /// `PUT /sendToDevice/{type}/{txn}` with a transaction id it has seen for this token as a
+    /// retransmission and delivers nothing, so the repeated request would never arrive; the
+    /// phone sends it under a fresh transaction id (same request id in the content).
     pub fn request_room_key(&mut self, room: &str, event: &Value) {
         let room = RoomId::parse(room).unwrap();
         let raw = Raw::from_json(serde_json::value::to_raw_value(event).unwrap());
         let (cancel, request) = self
             .block_on(self.machine.request_room_key(&raw, &room))
             .unwrap();
+        let again = cancel.is_some();
         if let Some(c) = cancel {
             self.dispatch(c.request_id(), c.request());
         }
-        self.dispatch(request.request_id(), request.request());
+        match request.request() {
+            AnyOutgoingRequest::ToDeviceRequest(r) if again => {
+                let mut fresh = r.clone();
+                fresh.txn_id = TransactionId::new();
+                self.send_to_device(request.request_id(), &fresh);
+            }
+            r => self.dispatch(request.request_id(), r),
+        }
     }
 
     /// Ask the user's other devices for the secrets the phone lacks (`m.secret.request` for
