@@ -376,6 +376,9 @@ pub struct ListArgs {
     /// Only this room (repeatable)
     #[arg(long = "room", value_name = "ROOM_ID")]
     pub rooms: Vec<String>,
+    /// One line per session (its id, first index, source, whether it was forwarded), not per room
+    #[arg(long)]
+    pub sessions: bool,
 }
 
 /// `inspect`

@@ -16,6 +16,7 @@
 pub mod keys;
 pub mod rehydrate;
 pub mod requests;
+pub mod sas;
 pub mod secrets;
 pub mod sync;
 pub mod transport;

@@ -4,6 +4,7 @@ mod lifecycle;
 mod receive;
 mod rehydrate;
 mod request;
+mod sas;
 mod verify;
 
 use mxkeys::device::{Device, DeviceError};

@@ -49,18 +49,16 @@ pub fn secrets(ctx: &Context<'_>, a: DeviceRequestSecretsArgs) -> anyhow::Result
     if !got.backup_keys.is_empty()
         && let Some(v) = conn.client.backup_version(None)?
     {
-        {
-            let auth = net::auth_data(&v)?;
-            for k in got.backup_keys.iter().rev() {
-                let Ok(key) = BackupDecryptionKey::from_base64(k) else {
-                    continue;
-                };
-                if auth.matches_private_key(&key) {
-                    net::cache_key(ctx, conn.store.as_ref(), &key);
-                    lib(secrets::settle_backup_key(&dev, k, &v.version))?;
-                    kept_for = Some(v.version.clone());
-                    break;
-                }
+        let auth = net::auth_data(&v)?;
+        for k in got.backup_keys.iter().rev() {
+            let Ok(key) = BackupDecryptionKey::from_base64(k) else {
+                continue;
+            };
+            if auth.matches_private_key(&key) {
+                net::cache_key(ctx, conn.store.as_ref(), &key);
+                lib(secrets::settle_backup_key(&dev, k, &v.version))?;
+                kept_for = Some(v.version.clone());
+                break;
             }
         }
     }

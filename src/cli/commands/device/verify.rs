@@ -46,6 +46,9 @@ pub fn secret_storage_key(
 
 /// Run `device verify`.
 pub fn run(ctx: &Context<'_>, a: DeviceVerifyArgs) -> anyhow::Result<Code> {
+    if a.sas {
+        return super::sas::run(ctx, a);
+    }
     let (conn, dev) = open(ctx, &a.net)?;
     let (id, key) = secret_storage_key(ctx, &conn, &a.secret)?;
     let v = lib(verify::with_secret_storage(&dev, &conn.client, &id, &key))?;
