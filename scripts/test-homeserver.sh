@@ -230,6 +230,10 @@ enable_registration: false
 presence:
   enabled: false
 max_upload_size: "50M"
+# Dehydrated devices (MSC3814): the /dehydrated_device endpoints, advertised as
+# org.matrix.msc3814 in unstable_features.
+experimental_features:
+  msc3814_enabled: true
 EOF
 
     if [[ "$strict" == 1 ]]; then

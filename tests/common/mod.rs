@@ -12,6 +12,7 @@
 //! - [`store`]: a key store's rows, read with SQLite directly;
 //! - [`synapse`]: the test homeserver, its users and raw client-server API calls;
 //! - [`rooms`]: encrypted rooms on it, their members, Megolm events sent into them;
+//! - [`phone`]: the user's other device (matrix-sdk-crypto's `OlmMachine`), driven by the test;
 //! - [`fault_proxy`]: a fault-injecting HTTP proxy in front of it.
 #![allow(
     dead_code,
@@ -26,6 +27,7 @@ pub mod cli;
 pub mod element;
 pub mod fault_proxy;
 pub mod megolm;
+pub mod phone;
 pub mod rooms;
 pub mod run;
 pub mod store;
