@@ -95,6 +95,11 @@ pub enum Error {
     #[error(transparent)]
     ClientStore(#[from] crate::client_store::ClientStoreError),
 
+    /// mxkeys as a Matrix device.
+    #[cfg(feature = "device")]
+    #[error(transparent)]
+    Device(#[from] crate::device::DeviceError),
+
     /// Refusing to replace an existing output file.
     #[error("{path} already exists")]
     OutputExists {
@@ -165,6 +170,8 @@ impl Error {
             Error::FileNotFound { .. } => ErrorKind::NotFound,
             Error::Client(e) => e.kind(),
             Error::ClientStore(e) => e.kind(),
+            #[cfg(feature = "device")]
+            Error::Device(e) => e.kind(),
             Error::Recovery(e) => e.kind(),
             Error::Interrupted => ErrorKind::Interrupted,
             Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {

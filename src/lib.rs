@@ -27,6 +27,8 @@
 pub mod backup;
 pub mod client;
 pub mod client_store;
+#[cfg(feature = "device")]
+pub mod device;
 pub mod error;
 pub mod export;
 pub mod fs;

@@ -266,6 +266,29 @@ pub struct RoomSummary {
     /// Where the held copies came from, with how many each (`unknown`: stored before mxkeys
     /// recorded sources).
     pub sources: std::collections::BTreeMap<String, u64>,
+    /// How many of them were forwarded to mxkeys' device by another device (source
+    /// `forwarded:...`).
+    pub forwarded: u64,
+}
+
+/// One held session, without its key.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SessionSummary {
+    /// The room.
+    pub room_id: String,
+    /// The session id.
+    pub session_id: String,
+    /// The first message index the held copy decrypts.
+    pub first_index: u32,
+    /// Where the held copy came from (`unknown` before sources were recorded).
+    pub source: String,
+    /// It was forwarded to mxkeys' device by another device in answer to a request.
+    pub forwarded: bool,
+}
+
+/// Is a source label one of a forwarded key?
+pub fn is_forwarded_source(source: &str) -> bool {
+    source.starts_with("forwarded:")
 }
 
 /// Facts about a store, none secret.
@@ -425,6 +448,11 @@ impl Locked {
     /// Rooms and session counts (no passphrase needed: ids are stored in the clear).
     pub fn list(&self, rooms: &[String]) -> StoreResult<Vec<RoomSummary>> {
         list(&self.conn, rooms, self.has_source)
+    }
+
+    /// Every session's ids, first known index and source (no passphrase needed).
+    pub fn list_sessions(&self, rooms: &[String]) -> StoreResult<Vec<SessionSummary>> {
+        list_sessions(&self.conn, rooms, self.has_source)
     }
 
     /// Walk (room, session, first known index) of every session (no passphrase needed).
@@ -834,6 +862,9 @@ fn list(conn: &Connection, rooms: &[String], has_source: bool) -> StoreResult<Ve
                 last.sessions += n;
                 last.min_first_index = last.min_first_index.min(min);
                 last.max_first_index = last.max_first_index.max(max);
+                if is_forwarded_source(&source) {
+                    last.forwarded += n;
+                }
                 *last.sources.entry(source).or_default() += n;
             }
             _ => out.push(RoomSummary {
@@ -841,11 +872,44 @@ fn list(conn: &Connection, rooms: &[String], has_source: bool) -> StoreResult<Ve
                 sessions: n,
                 min_first_index: min,
                 max_first_index: max,
+                forwarded: if is_forwarded_source(&source) { n } else { 0 },
                 sources: std::collections::BTreeMap::from([(source, n)]),
             }),
         }
     }
     Ok(out)
+}
+
+fn list_sessions(
+    conn: &Connection,
+    rooms: &[String],
+    has_source: bool,
+) -> StoreResult<Vec<SessionSummary>> {
+    let filter = if rooms.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE room_id IN ({})", placeholders(rooms.len()))
+    };
+    let source = if has_source {
+        "COALESCE(source, 'unknown')"
+    } else {
+        "'unknown'"
+    };
+    let sql = format!(
+        "SELECT room_id, session_id, first_index, {source} FROM sessions{filter} ORDER BY room_id, session_id"
+    );
+    let mut st = conn.prepare(&sql)?;
+    let rows = st.query_map(params_from_iter(rooms.iter()), |r| {
+        let source: String = r.get(3)?;
+        Ok(SessionSummary {
+            room_id: r.get(0)?,
+            session_id: r.get(1)?,
+            first_index: r.get::<_, i64>(2)? as u32,
+            forwarded: is_forwarded_source(&source),
+            source,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Rows unsealed or sealed together in parallel.

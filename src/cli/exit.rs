@@ -271,6 +271,26 @@ fn hint_for_recovery(e: &mxkeys::recovery::RecoveryError) -> &'static str {
 }
 
 /// The exit code and hint for an error.
+fn hint_for_device(e: &mxkeys::device::DeviceError) -> String {
+    use mxkeys::device::DeviceError as D;
+    match e {
+        D::NoDevice => "make one with `mxkeys device create` (after `mxkeys login`)".into(),
+        D::Exists { .. } => {
+            "see it with `mxkeys device info`; `mxkeys device delete` removes it first".into()
+        }
+        D::OtherLogin { .. } => {
+            "the store's login changed since the device was made: log in again as that device, or `mxkeys device delete --local-only` and create a new one".into()
+        }
+        D::Store(s) => hint_for_store(s).into(),
+        D::Client(c) => client_hint(c),
+        D::Crypto(_) => "the device's own store in <store>/device failed; check free space and permissions".into(),
+        D::Protocol(_) => "the homeserver or another device sent something unexpected; run again with -v for details".into(),
+        D::NoCrossSigning => "set up cross-signing and secret storage in another client (Element: Settings, Security), or verify interactively with `mxkeys device verify --sas`".into(),
+        D::Dehydration(_) => "the dehydration key in secret storage does not open the account's dehydrated device; the client that made it may have replaced it".into(),
+        D::Interrupted => "stopped by Ctrl-C; every key received so far is kept".into(),
+    }
+}
+
 pub fn classify(err: &anyhow::Error) -> (Code, Option<String>) {
     for cause in err.chain() {
         if let Some(c) = cause.downcast_ref::<CliError>() {
@@ -322,11 +342,15 @@ pub fn classify(err: &anyhow::Error) -> (Code, Option<String>) {
                         .into(),
                 ),
                 Error::Io { .. } => Some("check the path, permissions and free space".into()),
+                Error::Device(d) => Some(hint_for_device(d)),
             };
             return (code_of_kind(e.kind()), hint);
         }
         if let Some(s) = cause.downcast_ref::<StoreError>() {
             return (code_of_kind(s.kind()), Some(hint_for_store(s).into()));
+        }
+        if let Some(d) = cause.downcast_ref::<mxkeys::device::DeviceError>() {
+            return (code_of_kind(d.kind()), Some(hint_for_device(d)));
         }
         // The library's own error types reach here unwrapped when a command uses `?` on them
         // directly (e.g. `client.whoami()?`), not only inside `mxkeys::Error`.

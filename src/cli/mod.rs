@@ -1,6 +1,7 @@
 //! Command-line definitions (clap derive only) and the dispatcher.
 
 pub mod commands;
+pub mod device_args;
 pub mod exit;
 pub mod output;
 pub mod prompt;
@@ -235,6 +236,9 @@ pub enum Command {
     /// Room history: which encrypted events the keys in hand decrypt, and why not the others
     #[command(subcommand)]
     History(HistoryCommand),
+    /// mxkeys as a device of your account: verify it, receive keys and secrets from your other devices, rehydrate
+    #[command(subcommand)]
+    Device(device_args::DeviceCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout
     #[command(after_help = COMPLETIONS_HELP)]
     Completions(CompletionsArgs),
@@ -372,6 +376,9 @@ pub struct ListArgs {
     /// Only this room (repeatable)
     #[arg(long = "room", value_name = "ROOM_ID")]
     pub rooms: Vec<String>,
+    /// One line per session (its id, first index, source, whether it was forwarded), not per room
+    #[arg(long)]
+    pub sessions: bool,
 }
 
 /// `inspect`
@@ -921,6 +928,7 @@ pub fn run(cli: Cli, ui: &output::Ui) -> anyhow::Result<exit::Code> {
         Command::Man(a) => commands::man::run(&ctx, a),
         Command::History(HistoryCommand::Check(a)) => commands::history::check(&ctx, a),
         Command::History(HistoryCommand::Export(a)) => commands::history_export::run(&ctx, a),
+        Command::Device(c) => commands::device::run(&ctx, c),
     }
 }
 

@@ -7,6 +7,7 @@
 //! stream, one session at a time, so a response of any size needs bounded memory. The access
 //! token travels only in the `Authorization` header and is never logged or echoed.
 
+pub mod devices;
 pub mod error;
 pub mod media;
 pub mod retry;

@@ -147,7 +147,7 @@ fn check_offline(
 }
 
 /// Page `rooms` and check their events against the store (and the backup's index).
-fn check_rooms(
+pub(crate) fn check_rooms(
     ctx: &Context<'_>,
     client: &mxkeys::client::Client,
     store: &mut mxkeys::store::Store,

@@ -9,6 +9,9 @@ use crate::cli::exit::Code;
 /// Run `list`.
 pub fn run(ctx: &Context<'_>, a: ListArgs) -> anyhow::Result<Code> {
     let store = ctx.open_store_locked(Access::Read)?;
+    if a.sessions {
+        return sessions(ctx, &store, &a.rooms);
+    }
     let rooms = store.list(&a.rooms)?;
     let info = store.info()?;
     let total: u64 = rooms.iter().map(|r| r.sessions).sum();
@@ -68,6 +71,43 @@ pub fn run(ctx: &Context<'_>, a: ListArgs) -> anyhow::Result<Code> {
             mxkeys::store::Protection::Unsealed => "unsealed",
         },
         info.path.display()
+    ));
+    Ok(Code::Success)
+}
+
+/// `list --sessions`: one line per session.
+fn sessions(
+    ctx: &Context<'_>,
+    store: &mxkeys::store::Locked,
+    rooms: &[String],
+) -> anyhow::Result<Code> {
+    let list = store.list_sessions(rooms)?;
+    if ctx.ui.json {
+        ctx.ui.print_json(&serde_json::json!({
+            "sessions": list,
+            "count": list.len(),
+            "forwarded": list.iter().filter(|s| s.forwarded).count(),
+        }))?;
+        return Ok(Code::Success);
+    }
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "ROOM\tSESSION\tFIRST INDEX\tFROM")?;
+    for s in &list {
+        writeln!(
+            out,
+            "{}\t{}\t{}\t{}",
+            mxkeys::session::sanitize(&s.room_id),
+            mxkeys::session::sanitize(&s.session_id),
+            s.first_index,
+            mxkeys::session::sanitize(&s.source)
+        )?;
+    }
+    out.flush()?;
+    ctx.ui.note(&format!(
+        "{} sessions, {} of them forwarded by another device",
+        list.len(),
+        list.iter().filter(|s| s.forwarded).count()
     ));
     Ok(Code::Success)
 }

@@ -4,6 +4,7 @@ pub mod backup;
 pub mod client_store;
 pub mod completions;
 pub mod decrypt;
+pub mod device;
 pub mod encrypt;
 pub mod export;
 pub mod history;

@@ -1,0 +1,265 @@
+//! `device request-secrets` and `device request-keys`: ask the user's other devices, wait a
+//! bounded time, keep what verified own devices send.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use mxkeys::backup::BackupDecryptionKey;
+use mxkeys::device::requests::{self, Wanted};
+use mxkeys::device::secrets;
+use mxkeys::history::classify::Class;
+use mxkeys::history::source::PageOptions;
+use serde_json::json;
+
+use super::super::Context;
+use super::super::net;
+use super::receive::{Totals, store_batch};
+use super::{lib, open, reconcile};
+use crate::cli::device_args::{DeviceRequestKeysArgs, DeviceRequestSecretsArgs};
+use crate::cli::exit::{CliError, Code};
+
+/// Run `device request-secrets`.
+pub fn secrets(ctx: &Context<'_>, a: DeviceRequestSecretsArgs) -> anyhow::Result<Code> {
+    let (mut conn, dev) = open(ctx, &a.net)?;
+    reconcile(ctx, &mut conn, &dev)?;
+    if !ctx.ui.json {
+        ctx.ui.note(&format!(
+            "Asking your other devices for the backup key and cross-signing keys (waiting up to {} s)...",
+            a.wait.wait
+        ));
+    }
+    let got = lib(secrets::request(
+        &dev,
+        &conn.client,
+        Duration::from_secs(a.wait.wait),
+        &crate::cli::output::interrupted,
+    ))?;
+    let mut t = Totals::default();
+    {
+        let store = conn
+            .store
+            .as_mut()
+            .ok_or_else(|| anyhow::anyhow!("no store"))?;
+        for b in &got.batches {
+            store_batch(store, b, &mut t)?;
+        }
+    }
+    // The backup key counts only if it opens the current backup.
+    let mut kept_for: Option<String> = None;
+    if !got.backup_keys.is_empty()
+        && let Some(v) = conn.client.backup_version(None)?
+    {
+        let auth = net::auth_data(&v)?;
+        for k in got.backup_keys.iter().rev() {
+            let Ok(key) = BackupDecryptionKey::from_base64(k) else {
+                continue;
+            };
+            if auth.matches_private_key(&key) {
+                net::cache_key(ctx, conn.store.as_ref(), &key);
+                lib(secrets::settle_backup_key(&dev, k, &v.version))?;
+                kept_for = Some(v.version.clone());
+                break;
+            }
+        }
+    }
+    let mut answered = got.answered_by.clone();
+    answered.sort();
+    answered.dedup();
+    if ctx.ui.json {
+        ctx.ui.print_json(&json!({
+            "asked": got.asked,
+            "answered_by": answered,
+            "backup_key": kept_for.is_some(),
+            "backup_version": kept_for,
+            "backup_keys_received": got.backup_keys.len(),
+            "has_self_signing_key": got.has_self_signing,
+            "has_master_key": got.has_master,
+            "room_keys": {"imported": t.imported, "improved": t.improved},
+        }))?;
+    }
+    match (&kept_for, got.backup_keys.is_empty()) {
+        (Some(v), _) => {
+            if !ctx.ui.json {
+                ctx.ui.note(&format!(
+                    "Received the key of backup version {v} from {}; it is kept sealed in the store: `mxkeys backup download` needs no secret now.",
+                    if answered.is_empty() { "a verified device".to_string() } else { answered.join(", ") }
+                ));
+            }
+            Ok(Code::Success)
+        }
+        (None, false) => Err(CliError::new(
+            Code::WrongSecret,
+            "a backup key arrived, but it does not open the current backup",
+            "the answering device holds the key of an older backup; check with `mxkeys backup info`",
+        )),
+        (None, true) if !got.asked => Err(CliError::new(
+            Code::NotFound,
+            "the device already holds every secret it can ask for, but no backup key",
+            "check with `mxkeys device info`",
+        )),
+        (None, true) => Err(CliError::new(
+            Code::NotFound,
+            format!(
+                "no verified device of yours sent the backup key within {} s",
+                a.wait.wait
+            ),
+            "keep another of your devices online (Element answers while open), make sure it has verified this one (`mxkeys device verify`), then try again, e.g. with --for 120",
+        )),
+    }
+}
+
+/// The sessions to ask for: given, or found by `history check`.
+fn wanted(
+    ctx: &Context<'_>,
+    a: &DeviceRequestKeysArgs,
+    conn: &mut net::Conn,
+) -> anyhow::Result<Vec<Wanted>> {
+    if !a.missing {
+        if a.sessions.is_empty() || a.rooms.len() != 1 {
+            return Err(CliError::usage(
+                "say which sessions to ask for",
+                "give one --room and its --session ids, or --missing to ask for what `history check` finds missing",
+            ));
+        }
+        return Ok(a
+            .sessions
+            .iter()
+            .map(|s| Wanted {
+                room_id: a.rooms[0].clone(),
+                session_id: s.clone(),
+                sender_key: None,
+            })
+            .collect());
+    }
+    let rooms = if a.rooms.is_empty() {
+        conn.client.joined_rooms()?
+    } else {
+        a.rooms.clone()
+    };
+    let mut store = conn
+        .store
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no store"))?;
+    let report = super::super::history::check_rooms(
+        ctx,
+        &conn.client,
+        &mut store,
+        &rooms,
+        &BTreeMap::new(),
+        None,
+        &PageOptions::default(),
+    );
+    conn.store = Some(store);
+    let report = report?;
+    let mut out = Vec::new();
+    for class in [Class::Missing, Class::LaterIndex] {
+        for (room, session) in report.sessions_of(class) {
+            if !a.sessions.is_empty() && !a.sessions.contains(&session) {
+                continue;
+            }
+            let sender_key = report
+                .rooms
+                .get(&room)
+                .and_then(|r| r.sessions.get(&(Some(session.clone()), class)))
+                .and_then(|s| s.sender_key.clone().or(s.claimed_sender_key.clone()));
+            out.push(Wanted {
+                room_id: room,
+                session_id: session,
+                sender_key,
+            });
+        }
+    }
+    out.sort();
+    out.dedup_by(|x, y| x.room_id == y.room_id && x.session_id == y.session_id);
+    Ok(out)
+}
+
+/// Run `device request-keys`.
+pub fn keys(ctx: &Context<'_>, a: DeviceRequestKeysArgs) -> anyhow::Result<Code> {
+    let (mut conn, dev) = open(ctx, &a.net)?;
+    reconcile(ctx, &mut conn, &dev)?;
+    let wanted = wanted(ctx, &a, &mut conn)?;
+    if wanted.is_empty() {
+        if ctx.ui.json {
+            ctx.ui
+                .print_json(&json!({"wanted": 0, "sent": 0, "arrived": 0, "sessions": []}))?;
+        } else {
+            ctx.ui
+                .note("Nothing to ask for: history check finds no missing session.");
+        }
+        return Ok(Code::Success);
+    }
+    if !ctx.ui.json {
+        ctx.ui.note(&format!(
+            "Asking your other devices for {} sessions (waiting up to {} s)...",
+            wanted.len(),
+            a.wait.wait
+        ));
+    }
+    let out = lib(requests::request(
+        &dev,
+        &conn.client,
+        &wanted,
+        Duration::from_secs(a.wait.wait),
+        &crate::cli::output::interrupted,
+    ))?;
+    let mut t = Totals::default();
+    let mut from: BTreeMap<(String, String), String> = BTreeMap::new();
+    {
+        let store = conn
+            .store
+            .as_mut()
+            .ok_or_else(|| anyhow::anyhow!("no store"))?;
+        for b in &out.batches {
+            store_batch(store, b, &mut t)?;
+            for (k, v) in &b.sources {
+                from.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    let rows: Vec<_> = wanted
+        .iter()
+        .map(|w| {
+            let k = (w.room_id.clone(), w.session_id.clone());
+            json!({
+                "room_id": w.room_id,
+                "session_id": w.session_id,
+                "arrived": out.arrived.contains(&k),
+                "source": from.get(&k),
+            })
+        })
+        .collect();
+    if ctx.ui.json {
+        ctx.ui.print_json(&json!({
+            "wanted": wanted.len(),
+            "sent": out.sent,
+            "arrived": out.arrived.len(),
+            "imported": t.imported,
+            "improved": t.improved,
+            "sessions": rows,
+        }))?;
+    } else {
+        ctx.ui.note(&format!(
+            "{} of {} sessions arrived ({} new to the store, {} better copies).",
+            out.arrived.len(),
+            wanted.len(),
+            t.imported,
+            t.improved
+        ));
+    }
+    Ok(if out.arrived.len() == wanted.len() {
+        Code::Success
+    } else if out.arrived.is_empty() {
+        return Err(CliError::new(
+            Code::NotFound,
+            format!(
+                "no device of yours sent any of the {} keys within {} s",
+                wanted.len(),
+                a.wait.wait
+            ),
+            "keep a device that has them online (Element Web/Desktop answers; Element X does not) and verified (`mxkeys device verify`), then try again",
+        ));
+    } else {
+        Code::Partial
+    })
+}
