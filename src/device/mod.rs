@@ -194,7 +194,25 @@ impl std::fmt::Debug for Device {
     }
 }
 
+/// The crypto store's files are made (or kept) readable by the owner only, before SQLite opens
+/// them: SQLite gives its -wal and -shm files the database's mode.
+fn private_files(dir: &Path) -> Result<(), DeviceError> {
+    let db = dir.join(crate::client_store::MATRIX_SDK_DATABASE);
+    crate::fs::ensure_private_file(&db).map_err(|e| StoreError::Io(db.display().to_string(), e))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| StoreError::Io(dir.display().to_string(), e))?;
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_file() {
+            crate::fs::ensure_private_file(&p)
+                .map_err(|e| StoreError::Io(p.display().to_string(), e))?;
+        }
+    }
+    Ok(())
+}
+
 async fn open_machine(dir: &Path, key: &[u8; 32], r: &Record) -> Result<OlmMachine, DeviceError> {
+    private_files(dir)?;
     let store = SqliteCryptoStore::open_with_key(dir, Some(key)).await?;
     let (user, device) = ids(&r.user_id, &r.device_id)?;
     let machine = OlmMachine::with_store(&user, &device, store, None).await?;
@@ -348,6 +366,8 @@ impl Device {
             let m = self.machine();
             m.update_tracked_users([m.user_id()]).await?;
             transport::flush(m, client).await?;
+            // The server's view now (another device may have signed this one since).
+            verify::query_own(self, client).await?;
             let keys = m.identity_keys();
             let own = m
                 .get_device(m.user_id(), m.device_id(), Some(QUERY_WAIT))

@@ -28,6 +28,10 @@ pub struct Wanted {
     pub session_id: String,
     /// The Curve25519 key of the device that created it, when known.
     pub sender_key: Option<String>,
+    /// The user who sent its events (to find the key by device when the events do not name it).
+    pub sender: Option<String>,
+    /// The device its events claim.
+    pub device_id: Option<String>,
 }
 
 /// What the wait brought.
@@ -88,14 +92,33 @@ pub fn request(
         m.update_tracked_users([m.user_id()]).await?;
         transport::flush(m, client).await?;
         for w in wanted {
+            let mut w = w.clone();
+            if w.sender_key.is_none()
+                && let (Some(u), Some(d)) = (&w.sender, &w.device_id)
+                && let Ok(user) = ruma::OwnedUserId::try_from(u.as_str())
+            {
+                m.update_tracked_users([user.as_ref()]).await?;
+                transport::flush(m, client).await?;
+                w.sender_key = m
+                    .get_device(
+                        &user,
+                        &ruma::OwnedDeviceId::from(d.as_str()),
+                        Some(super::QUERY_WAIT),
+                    )
+                    .await?
+                    .and_then(|dev| dev.curve25519_key())
+                    .map(|k| k.to_base64());
+            }
+            let w = &w;
             let room = ruma::OwnedRoomId::try_from(w.room_id.as_str())
                 .map_err(|e| DeviceError::Protocol(format!("bad room id {:?}: {e}", w.room_id)))?;
             let ev = event_for(w, &dev.record().user_id, &ct)?;
-            let (cancel, req) = m.request_room_key(&ev, &room).await?;
-            if let Some(c) = cancel {
-                transport::send_one(m, client, c.request_id(), c.request()).await?;
-            }
-            transport::send_one(m, client, req.request_id(), req.request()).await?;
+            // An earlier run's request for the same session comes back with its old id (and a
+            // cancellation of it, not sent: it would race the repeat). The repeat goes out
+            // under a new transaction id: Synapse drops a to-device PUT whose transaction id it
+            // has seen from this device in the last half hour or so.
+            let (_cancel, req) = m.request_room_key(&ev, &room).await?;
+            transport::send_fresh(m, client, req.request_id(), req.request()).await?;
             out.sent += 1;
         }
         Ok::<_, DeviceError>(())
@@ -135,6 +158,8 @@ mod tests {
             room_id: "!r:localhost".into(),
             session_id: "abc".into(),
             sender_key: None,
+            sender: None,
+            device_id: None,
         };
         let raw = event_for(&w, "@a:localhost", &placeholder_ciphertext()).unwrap();
         let ev = raw.deserialize().unwrap();

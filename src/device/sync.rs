@@ -51,6 +51,25 @@ fn key_ids(content: &Value) -> Option<(String, String)> {
     ))
 }
 
+/// The device that sent an Olm message, by its Curve25519 key, when the machine did not name
+/// it (it names only devices whose keys came signed with the message).
+async fn sender_device(
+    m: &matrix_sdk_crypto::OlmMachine,
+    info: &matrix_sdk_common::deserialized_responses::EncryptionInfo,
+) -> Option<String> {
+    let matrix_sdk_common::deserialized_responses::AlgorithmInfo::OlmV1Curve25519AesSha2 {
+        curve25519_public_key_base64: key,
+    } = &info.algorithm_info
+    else {
+        return None;
+    };
+    let devices = m.get_user_devices(&info.sender, None).await.ok()?;
+    devices
+        .devices()
+        .find(|d| d.curve25519_key().is_some_and(|k| k.to_base64() == *key))
+        .map(|d| d.device_id().to_string())
+}
+
 /// Sync once (the server waits up to `timeout_ms` for something new) and process it.
 pub fn once(dev: &Device, client: &Client, timeout_ms: u64) -> Result<Batch, DeviceError> {
     let since = position(dev)?;
@@ -129,7 +148,11 @@ pub fn process(dev: &Device, client: &Client, resp: &Value) -> Result<Batch, Dev
                 .to_string();
             let Some(info) = info else { continue };
             batch.decrypted_types.push(ty.clone());
-            let device = info.sender_device.as_ref().map(|d| d.as_str());
+            let found = match &info.sender_device {
+                Some(d) => Some(d.to_string()),
+                None => sender_device(m, info).await,
+            };
+            let device = found.as_deref();
             if ty == "m.secret.send" {
                 batch
                     .secret_senders
@@ -146,6 +169,17 @@ pub fn process(dev: &Device, client: &Client, resp: &Value) -> Result<Batch, Dev
                     .insert(ids, label(kind, info.sender.as_str(), device));
             }
         }
+        for p in &processed {
+            if let ProcessedToDeviceEvent::UnableToDecrypt { utd_info, .. } = p {
+                log::debug!("a to-device message did not decrypt: {utd_info:?}");
+            }
+        }
+        log::debug!(
+            "sync: {} to-device messages, decrypted {:?}, {} room keys stored",
+            n,
+            batch.decrypted_types,
+            infos.len()
+        );
         batch.keys = keys::export(m, &infos).await?;
         transport::flush(m, client).await?;
         Ok::<_, DeviceError>(batch)

@@ -146,6 +146,28 @@ pub async fn send_one(
     Ok(())
 }
 
+/// Like [`send_one`], but a to-device request goes out under a new transaction id (for a
+/// request the machine hands out again with the id of one already sent).
+pub async fn send_fresh(
+    machine: &OlmMachine,
+    client: &Client,
+    request_id: &ruma::TransactionId,
+    request: &AnyOutgoingRequest,
+) -> Result<(), DeviceError> {
+    let AnyOutgoingRequest::ToDeviceRequest(r) = request else {
+        return send_one(machine, client, request_id, request).await;
+    };
+    let fresh = send_event_to_device::v3::Request::new_raw(
+        r.event_type.clone(),
+        ruma::TransactionId::new(),
+        r.messages.clone(),
+    );
+    let resp: send_event_to_device::v3::Response =
+        roundtrip(client, fresh, "sending to-device messages", true)?;
+    machine.mark_request_as_sent(request_id, &resp).await?;
+    Ok(())
+}
+
 /// Send every request the machine has queued, until it has none left (answers may queue
 /// more: a key upload after a query, a claim after new devices). Returns how many were sent.
 pub async fn flush(machine: &OlmMachine, client: &Client) -> Result<usize, DeviceError> {

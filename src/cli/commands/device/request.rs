@@ -108,28 +108,20 @@ pub fn secrets(ctx: &Context<'_>, a: DeviceRequestSecretsArgs) -> anyhow::Result
     }
 }
 
-/// The sessions to ask for: given, or found by `history check`.
+/// The sessions to ask for, each with what the room's history says of its sender: given by
+/// id, or all that `history check` finds missing or starting too late. A request must name the
+/// creating device's key (the other device matches its answer against it), so even a session
+/// given by id is looked up among the room's events.
 fn wanted(
     ctx: &Context<'_>,
     a: &DeviceRequestKeysArgs,
     conn: &mut net::Conn,
 ) -> anyhow::Result<Vec<Wanted>> {
-    if !a.missing {
-        if a.sessions.is_empty() || a.rooms.len() != 1 {
-            return Err(CliError::usage(
-                "say which sessions to ask for",
-                "give one --room and its --session ids, or --missing to ask for what `history check` finds missing",
-            ));
-        }
-        return Ok(a
-            .sessions
-            .iter()
-            .map(|s| Wanted {
-                room_id: a.rooms[0].clone(),
-                session_id: s.clone(),
-                sender_key: None,
-            })
-            .collect());
+    if !a.missing && (a.sessions.is_empty() || a.rooms.len() != 1) {
+        return Err(CliError::usage(
+            "say which sessions to ask for",
+            "give one --room and its --session ids, or --missing to ask for what `history check` finds missing",
+        ));
     }
     let rooms = if a.rooms.is_empty() {
         conn.client.joined_rooms()?
@@ -151,26 +143,50 @@ fn wanted(
     );
     conn.store = Some(store);
     let report = report?;
-    let mut out = Vec::new();
-    for class in [Class::Missing, Class::LaterIndex] {
-        for (room, session) in report.sessions_of(class) {
-            if !a.sessions.is_empty() && !a.sessions.contains(&session) {
+    let classes: &[Class] = if a.missing {
+        &[Class::Missing, Class::LaterIndex]
+    } else {
+        &[
+            Class::Missing,
+            Class::LaterIndex,
+            Class::Decrypted,
+            Class::BeforeJoin,
+            Class::Damaged,
+        ]
+    };
+    let mut out: Vec<Wanted> = Vec::new();
+    for (room_id, room) in &report.rooms {
+        for ((sid, class), s) in &room.sessions {
+            let Some(sid) = sid else { continue };
+            if !classes.contains(class) || (!a.sessions.is_empty() && !a.sessions.contains(sid)) {
                 continue;
             }
-            let sender_key = report
-                .rooms
-                .get(&room)
-                .and_then(|r| r.sessions.get(&(Some(session.clone()), class)))
-                .and_then(|s| s.sender_key.clone().or(s.claimed_sender_key.clone()));
             out.push(Wanted {
-                room_id: room,
-                session_id: session,
-                sender_key,
+                room_id: room_id.clone(),
+                session_id: sid.clone(),
+                sender_key: s.sender_key.clone().or(s.claimed_sender_key.clone()),
+                sender: s.sender.clone(),
+                device_id: s.claimed_device_id.clone(),
             });
         }
     }
     out.sort();
     out.dedup_by(|x, y| x.room_id == y.room_id && x.session_id == y.session_id);
+    if !a.missing {
+        for sid in &a.sessions {
+            if !out.iter().any(|w| &w.session_id == sid) {
+                return Err(CliError::new(
+                    Code::NotFound,
+                    format!(
+                        "no event of session {} in the history of {}",
+                        mxkeys::session::sanitize(sid),
+                        mxkeys::session::sanitize(&rooms[0])
+                    ),
+                    "check the ids with `mxkeys history check --room ROOM --json`; a request needs an event of the session to name its sender",
+                ));
+            }
+        }
+    }
     Ok(out)
 }
 
