@@ -18,6 +18,9 @@ use super::{lib, open, reconcile};
 use crate::cli::device_args::DeviceSyncArgs;
 use crate::cli::exit::{CliError, Code};
 
+/// Longest wait of one sync on the server, in seconds.
+const POLL_SECS: u64 = 5;
+
 /// Totals over a run.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct Totals {
@@ -144,9 +147,10 @@ pub fn run(ctx: &Context<'_>, a: DeviceSyncArgs) -> anyhow::Result<Code> {
         None
     };
     let deadline = (!a.follow).then(|| Instant::now() + Duration::from_secs(a.wait));
-    // The server holds each sync open this long when nothing comes (shorter than the
-    // per-attempt timeout, so a quiet server is not taken for a dead one).
-    let poll_ms = a.net.timeout.max(2).saturating_sub(1).min(30) * 1000;
+    // The server holds each sync open this long when nothing comes: shorter than the
+    // per-attempt timeout (a quiet server is not taken for a dead one), and short enough that
+    // Ctrl-C, noticed between syncs, ends the run within a few seconds.
+    let poll_ms = a.net.timeout.max(2).saturating_sub(1).min(POLL_SECS) * 1000;
     let mut t = Totals::default();
     if !ctx.ui.json {
         ctx.ui.note(&match deadline {
