@@ -24,7 +24,7 @@ pub enum DeviceCommand {
     Info(DeviceInfoArgs),
     /// Verify the device: with the Security Key or Phrase, or by comparing emoji with another device (--sas)
     #[command(
-        after_help = "Examples:\n  mxkeys device verify                                # asks for the Security Key\n  mxkeys device verify --recovery-key-file security-key.txt\n  mxkeys device verify --sas                          # compare emoji with your phone\n  mxkeys device verify --sas --device PHONEDEVICEID --for 180\n\nWith the Security Key, the account's self-signing key (kept in secret storage) signs this\ndevice. With --sas, mxkeys accepts a verification request that another of your devices sent,\nor sends one (to --device, or to all your devices), shows seven emoji and asks whether the\nother screen shows the same; typing anything but yes cancels and trusts nothing. Either way\nyour other devices then trust this one (and answer its secret and key requests)."
+        after_help = "Examples:\n  mxkeys device verify                                # asks for the Security Key\n  mxkeys device verify --recovery-key-file security-key.txt\n  mxkeys device verify --sas                          # compare emoji with your phone\n  mxkeys device verify --sas --device PHONEDEVICEID --for 180\n  mxkeys device verify --sas --accept               # then start it on the phone\n\nWith the Security Key, the account's self-signing key (kept in secret storage) signs this\ndevice. With --sas, mxkeys accepts a verification request that another of your devices sent,\nor sends one (to --device, or to all your devices), shows seven emoji and asks whether the\nother screen shows the same; typing anything but yes cancels and trusts nothing. Either way\nyour other devices then trust this one (and answer its secret and key requests)."
     )]
     Verify(DeviceVerifyArgs),
     /// Ask the user's verified devices for the backup key and the cross-signing keys
@@ -77,6 +77,9 @@ pub struct DeviceVerifyArgs {
     /// With --sas: the other device's id [default: accept a request from any, or ask all]
     #[arg(long, value_name = "DEVICE_ID", requires = "sas")]
     pub device: Option<String>,
+    /// With --sas: send no request; wait for the other device to start the verification
+    #[arg(long, requires = "sas")]
+    pub accept: bool,
     /// With --sas: give up after this many seconds
     #[arg(long = "for", value_name = "SECS", default_value_t = 120, requires = "sas", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub wait: u64,

@@ -79,13 +79,14 @@ fn cancel_reason(r: &VerificationRequest, s: Option<&Sas>) -> String {
 
 impl<'d> Flow<'d> {
     /// Accept a pending request from another own device (`device_id`, or any), after one
-    /// sync; `None` when there is none.
+    /// sync that waits up to `wait_ms` on the server; `None` when there is none.
     pub fn accept_incoming(
         dev: &'d Device,
         client: &Client,
         device_id: Option<&str>,
+        wait_ms: u64,
     ) -> Result<Option<Flow<'d>>, DeviceError> {
-        sync::once(dev, client, 0)?;
+        sync::once(dev, client, wait_ms)?;
         let m = dev.machine();
         let found = m
             .get_verification_requests(m.user_id())

@@ -46,24 +46,65 @@ pub fn run(ctx: &Context<'_>, a: DeviceVerifyArgs) -> anyhow::Result<Code> {
     let (conn, dev) = open(ctx, &a.net)?;
     let client = &conn.client;
     let deadline = Instant::now() + Duration::from_secs(a.wait);
-    let mut flow = match lib(Flow::accept_incoming(&dev, client, a.device.as_deref()))? {
-        Some(f) => {
-            crate::cli::prompt::say("Accepted the verification request; waiting for the emoji...");
-            f
+    let mut flow = if a.accept {
+        crate::cli::prompt::say(&format!(
+            "Waiting for a verification request from {} (up to {} s): start it there, choosing this device ({}).",
+            a.device.as_deref().unwrap_or("another of your devices"),
+            a.wait,
+            dev.record().device_id
+        ));
+        loop {
+            if crate::cli::output::interrupted() {
+                return Err(CliError::new(
+                    Code::Interrupted,
+                    "stopped waiting (Ctrl-C); nothing was trusted",
+                    "run `mxkeys device verify --sas` again when both devices are ready",
+                ));
+            }
+            if Instant::now() >= deadline {
+                return Err(CliError::new(
+                    Code::Unreachable,
+                    format!(
+                        "no verification request arrived within {} s; nothing was trusted",
+                        a.wait
+                    ),
+                    "start the verification on the other device (choose this device in its session list), or leave out --accept to send the request from here",
+                ));
+            }
+            if let Some(f) = lib(Flow::accept_incoming(
+                &dev,
+                client,
+                a.device.as_deref(),
+                POLL_MS,
+            ))? {
+                crate::cli::prompt::say(
+                    "Accepted the verification request; waiting for the emoji...",
+                );
+                break f;
+            }
         }
-        None => {
-            let f = lib(Flow::ask(&dev, client, a.device.as_deref()))?;
-            crate::cli::prompt::say(&match &a.device {
-                Some(d) => format!(
-                    "Asked device {d} to verify this one: accept the request there (waiting up to {} s)...",
-                    a.wait
-                ),
-                None => format!(
-                    "Asked your other devices to verify this one: accept the request on one of them (waiting up to {} s)...",
-                    a.wait
-                ),
-            });
-            f
+    } else {
+        match lib(Flow::accept_incoming(&dev, client, a.device.as_deref(), 0))? {
+            Some(f) => {
+                crate::cli::prompt::say(
+                    "Accepted the verification request; waiting for the emoji...",
+                );
+                f
+            }
+            None => {
+                let f = lib(Flow::ask(&dev, client, a.device.as_deref()))?;
+                crate::cli::prompt::say(&match &a.device {
+                    Some(d) => format!(
+                        "Asked device {d} to verify this one: accept the request there (waiting up to {} s)...",
+                        a.wait
+                    ),
+                    None => format!(
+                        "Asked your other devices to verify this one: accept the request on one of them (waiting up to {} s)...",
+                        a.wait
+                    ),
+                });
+                f
+            }
         }
     };
     loop {
