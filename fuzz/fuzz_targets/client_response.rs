@@ -7,11 +7,13 @@
 //! - 1: a `GET /room_keys/version` body (`BackupVersion`): parse, re-serialise round trip;
 //! - 2: a Matrix error body (`parse_error_body`): never panics, and what it returns is
 //!   sanitised (no control characters);
-//! - 3: one `KeyBackupData` (the single-session endpoint), and `WhoAmI`.
+//! - 3: one `KeyBackupData` (the single-session endpoint), `WhoAmI`, and the dehydrated
+//!   device (MSC3814) and a page of its queued messages.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use mxkeys::backup::KeyBackupData;
+use mxkeys::client::devices::{DehydratedDevice, DehydratedEvents};
 use mxkeys::client::error::parse_error_body;
 use mxkeys::client::{BackupVersion, Client, RoomKey, WhoAmI, server_name};
 use mxkeys::progress::NoProgress;
@@ -79,6 +81,8 @@ fuzz_target!(|data: &[u8]| {
         _ => {
             let _ = parse_round_trip::<KeyBackupData>(rest);
             let _ = parse_round_trip::<WhoAmI>(rest);
+            let _ = parse_round_trip::<DehydratedDevice>(rest);
+            let _ = parse_round_trip::<DehydratedEvents>(rest);
             if let Ok(text) = std::str::from_utf8(rest) {
                 let _ = server_name(text);
                 let _ = mxkeys::client::normalize_base_url(text);

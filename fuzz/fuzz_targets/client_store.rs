@@ -19,11 +19,28 @@ fuzz_target!(|data: &[u8]| {
         0 => {
             if let Ok((s, _)) = pickle::inbound_session(rest, b"DEFAULT_KEY") {
                 let id = s.session_id();
-                let e = pickle::exported(&s, &id, "!r:x", "DeHIg4gwhClxzFYcmNntPNF9YtsdZbmMy8+3kzCMXHA", Some("FoFzeER5D16p2zgy6vMD9jttW+1BWvgAKt840xmMP3Q"), &[])
-                    .expect("an unpickled session exports");
+                let e = pickle::exported(
+                    &s,
+                    &id,
+                    "!r:x",
+                    "DeHIg4gwhClxzFYcmNntPNF9YtsdZbmMy8+3kzCMXHA",
+                    Some("FoFzeER5D16p2zgy6vMD9jttW+1BWvgAKt840xmMP3Q"),
+                    &[],
+                )
+                .expect("an unpickled session exports");
                 assert_eq!(e.session_id, id);
                 assert_eq!(e.first_known_index(), s.first_known_index());
-                assert!(pickle::exported(&s, "another", "!r:x", "DeHIg4gwhClxzFYcmNntPNF9YtsdZbmMy8+3kzCMXHA", None, &[]).is_err());
+                assert!(
+                    pickle::exported(
+                        &s,
+                        "another",
+                        "!r:x",
+                        "DeHIg4gwhClxzFYcmNntPNF9YtsdZbmMy8+3kzCMXHA",
+                        None,
+                        &[]
+                    )
+                    .is_err()
+                );
             }
         }
         _ => {

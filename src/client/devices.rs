@@ -6,7 +6,7 @@
 //! Every call goes through the client's retry policy. Bodies are capped; a `/sync` response is
 //! cut down by its filter to to-device messages and device-list changes, so the cap is generous.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
@@ -26,7 +26,7 @@ pub const MSC3814: &str = "/_matrix/client/unstable/org.matrix.msc3814.v1";
 pub const DEVICE_SYNC_FILTER: &str = r#"{"room":{"rooms":[],"account_data":{"not_types":["*"]}},"presence":{"not_types":["*"]},"account_data":{"not_types":["*"]}}"#;
 
 /// The account's dehydrated device, as the server keeps it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 pub struct DehydratedDevice {
     /// Its device id.
     pub device_id: String,
@@ -35,7 +35,7 @@ pub struct DehydratedDevice {
 }
 
 /// One page of the dehydrated device's queued to-device messages.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 pub struct DehydratedEvents {
     /// The messages.
     #[serde(default)]
