@@ -578,8 +578,9 @@ fn sigkill_during_rehydrate_loses_nothing_and_leaves_the_dehydrated_device() {
     let mut child = spawn(&env, &rehydrate);
     child.kill().unwrap();
     let _ = child.wait();
+    // The store opens, and holds nothing but bob's keys (whichever it got to).
     let held = held_sessions(&env);
-    assert!(held.len() <= sessions.len(), "{held:?}");
+    assert!(held.iter().all(|s| sessions.contains(s)), "{held:?}");
 
     // 2. Killed after the first page of messages, while it waits for the next. Synapse sends
     // up to 100 messages a page, so the proxy makes the first page say there is more (as a
@@ -595,10 +596,12 @@ fn sigkill_during_rehydrate_loses_nothing_and_leaves_the_dehydrated_device() {
         &events,
         1,
         Action::Rewrite(Arc::new(|status, body| {
-            let mut v: Value = serde_json::from_slice(body).unwrap();
-            assert!(v["events"].as_array().is_some_and(|e| !e.is_empty()), "{v}");
+            // (Anything unexpected is passed on as it is, and the checks below fail.)
+            let Ok(mut v) = serde_json::from_slice::<Value>(body) else {
+                return (status, body.to_vec());
+            };
             v["next_batch"] = Value::from("d1");
-            (status, serde_json::to_vec(&v).unwrap())
+            (status, serde_json::to_vec(&v).unwrap_or_default())
         })),
     );
     proxy.rule("GET", &events, 2, Action::Stall(Duration::from_secs(120)));

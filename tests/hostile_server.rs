@@ -1157,7 +1157,7 @@ fn hostile_server_device_cases() {
     );
 
     // Nothing was lost: the key queued all along arrives with an honest sync, the store
-    // still holds the first, and the dehydrated device still opens.
+    // still holds the first, and the dehydrated device still opens with its messages.
     let v = env
         .smx(&["--json", "device", "sync", "--for", "3"])
         .ok()
@@ -1173,4 +1173,8 @@ fn hostile_server_device_cases() {
         .ok()
         .json();
     assert_eq!(v["device_id"], dehydrated.as_str(), "{v}");
+    // The phone shared both room keys with the dehydrated device too; both are still queued
+    // for it (and already in the store, from the honest syncs).
+    assert_eq!(v["keys"], 2, "{v}");
+    assert_eq!(v["unchanged"], 2, "{v}");
 }
