@@ -8,89 +8,18 @@
 
 mod common;
 
-use std::ffi::OsString;
-use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::Env;
-use common::cli::Run;
+use common::device::{
+    WAIT, account, ended, finish, held_sessions, info, mx_device, spawn, verify_with_key,
+};
+use common::fault_proxy::{Action, FaultProxy};
 use common::phone::Phone;
 use common::pty::Term;
-use common::synapse::{Hs, User, require_hs};
+use common::synapse::{enc, require_hs};
 use serde_json::Value;
-
-/// Upper bound of each wait for the other device (seconds).
-const WAIT: u64 = 30;
-
-/// An account as a person who set up Element has it: cross-signing, a key backup, secret
-/// storage holding both (and a dehydration key), all made by the phone.
-struct Account {
-    user: User,
-    phone: Phone,
-    security_key: String,
-    version: String,
-}
-
-fn account(hs: &Hs, prefix: &str) -> Account {
-    let user = hs.register(prefix);
-    let mut phone = Phone::login(hs, &user);
-    phone.bootstrap_cross_signing();
-    let version = phone.create_backup();
-    let security_key = phone.setup_secret_storage();
-    Account {
-        user,
-        phone,
-        security_key,
-        version,
-    }
-}
-
-/// A store logged in as `user` with a device; its id.
-fn mx_device(env: &Env, user: &User) -> String {
-    env.init_and_login(user);
-    let r = env.smx(&["--json", "device", "create"]).ok();
-    let v = r.json();
-    assert_eq!(v["user_id"], user.user_id.as_str());
-    assert_eq!(v["cross_signed"], false);
-    v["device_id"].as_str().unwrap().to_string()
-}
-
-/// `mxkeys --store ... ARGS` started in the background (stdout and stderr captured).
-fn spawn(env: &Env, args: &[&str]) -> Child {
-    let mut all: Vec<OsString> = env.store_args();
-    all.extend(args.iter().map(OsString::from));
-    env.process(&all)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn finish(child: Child) -> Run {
-    Run::from_output(&child.wait_with_output().unwrap())
-}
-
-fn info(env: &Env) -> Value {
-    env.smx(&["--json", "device", "info"]).ok().json()
-}
-
-/// The Security Key opens secret storage; its self-signing key signs mxkeys's device; the
-/// phone then sees the device as verified, and `device info` says so.
-fn verify_with_key(env: &Env, acc: &mut Account, device_id: &str) {
-    let sk = env.write_secret("security-key.txt", &acc.security_key);
-    let r = env
-        .smx_p(
-            &["--json", "device", "verify"],
-            &[("--recovery-key-file", &sk)],
-        )
-        .ok();
-    assert_eq!(r.json()["cross_signed"], true, "{}", r.stderr);
-    assert_eq!(r.json()["already_verified"], false);
-    let id = device_id.to_string();
-    assert!(
-        acc.phone.sync_until(WAIT, |p| p.sees_verified(&id)),
-        "the phone never saw {device_id} as verified"
-    );
-}
 
 #[test]
 fn create_info_verify_with_the_security_key_and_delete() {
@@ -498,4 +427,245 @@ fn sigkill_during_sync_loses_no_key_and_the_device_opens() {
         assert!(held.contains(&s.as_str()), "{s} lost: {held:?}");
     }
     assert!(info(&env)["device_id"].is_string());
+}
+
+/// The ids of the sessions `history check --json` lists for a room, with their class.
+fn listed_sessions(report: &Value) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = report["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["sessions"].as_array().unwrap().iter())
+        .map(|s| {
+            (
+                s["session_id"].as_str().unwrap().to_string(),
+                s["class"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn request_keys_missing_asks_for_what_history_check_finds_missing() {
+    let hs = require_hs!();
+    let mut acc = account(&hs, "dev-missing");
+    let env = Env::for_homeserver(&hs.base);
+    let device_id = mx_device(&env, &acc.user);
+    verify_with_key(&env, &mut acc, &device_id);
+
+    // Two sessions of one room that only the phone holds (each unshared message starts a
+    // session of its own).
+    let room = acc.phone.create_encrypted_room(&[]);
+    let (_, s1) = acc.phone.send_unshared_message(&room, "first, phone only");
+    let (_, s2) = acc.phone.send_unshared_message(&room, "second, phone only");
+    assert_ne!(s1, s2, "the second unshared message reused the session");
+    let mut both = vec![s1.clone(), s2.clone()];
+    both.sort();
+
+    let r = env
+        .smx(&["--json", "history", "check", "--room", &room])
+        .code(3);
+    let before = r.json();
+    assert_eq!(
+        common::class_counts(&before["counts"]),
+        common::expect_class_counts(&[("missing", 2)]),
+        "{before}"
+    );
+    assert_eq!(
+        listed_sessions(&before),
+        both.iter()
+            .map(|s| (s.clone(), "missing".to_string()))
+            .collect::<Vec<_>>()
+    );
+
+    // Neither --session nor --missing: a usage error that says what to give. A session the
+    // room's history does not have: not found (a request must name the session's sender).
+    let r = env
+        .smx(&["device", "request-keys", "--room", &room])
+        .code(2)
+        .stderr_has("say which sessions to ask for");
+    assert!(r.stderr.contains("--missing"), "{}", r.stderr);
+    let (errs, hints) = r.error_and_hint_lines();
+    assert_eq!((errs.len(), hints.len()), (1, 1), "{}", r.stderr);
+    let r = env
+        .smx(&[
+            "device",
+            "request-keys",
+            "--room",
+            &room,
+            "--session",
+            "NOSUCHSESSION",
+            "--for",
+            "5",
+        ])
+        .code(10)
+        .stderr_has("no event of session NOSUCHSESSION");
+    let (errs, hints) = r.error_and_hint_lines();
+    assert_eq!((errs.len(), hints.len()), (1, 1), "{}", r.stderr);
+
+    // --missing asks for both; the phone answers when it syncs.
+    let mut child = spawn(
+        &env,
+        &[
+            "--json",
+            "device",
+            "request-keys",
+            "--missing",
+            "--room",
+            &room,
+            "--for",
+            "40",
+        ],
+    );
+    acc.phone.sync_until(WAIT, |_| ended(&mut child));
+    let r = finish(child).ok();
+    let v = r.json();
+    assert_eq!(v["wanted"], 2, "{v}\n{}", r.stderr);
+    assert_eq!(v["arrived"], 2, "{v}\n{}", r.stderr);
+    assert_eq!(v["imported"], 2, "{v}");
+    let src = format!("forwarded:{}:{}", acc.user.user_id, acc.phone.device_id);
+    let mut got: Vec<String> = Vec::new();
+    for s in v["sessions"].as_array().unwrap() {
+        assert_eq!(s["room_id"], room.as_str(), "{v}");
+        assert_eq!(s["arrived"], true, "{v}");
+        assert_eq!(s["source"], src.as_str(), "{v}");
+        got.push(s["session_id"].as_str().unwrap().to_string());
+    }
+    got.sort();
+    assert_eq!(got, both);
+
+    // Now the history reads.
+    let after = env
+        .smx(&["--json", "history", "check", "--room", &room])
+        .ok()
+        .json();
+    assert_eq!(
+        common::class_counts(&after["counts"]),
+        common::expect_class_counts(&[("decrypted", 2)]),
+        "{after}"
+    );
+    assert!(listed_sessions(&after).is_empty(), "{after}");
+}
+
+#[test]
+fn sigkill_during_rehydrate_loses_nothing_and_leaves_the_dehydrated_device() {
+    let hs = require_hs!();
+    let mut acc = account(&hs, "dev-rh-kill");
+    let dehydrated = acc.phone.create_dehydrated_device();
+    // Bob writes in three rooms while alice has no device online: three room keys queued for
+    // the dehydrated device.
+    let bob_user = hs.register("dev-rh-bob");
+    let mut bob = Phone::login(&hs, &bob_user);
+    let alice_api = hs.api(&acc.user);
+    let mut sessions = Vec::new();
+    for i in 0..3 {
+        let room = bob.create_encrypted_room(&[acc.user.user_id.as_str()]);
+        alice_api.join(&room);
+        sessions.push(
+            bob.send_message(&room, &format!("while you were away {i}"))
+                .1,
+        );
+    }
+    let env = Env::for_homeserver(&hs.base);
+    env.init_and_login(&acc.user);
+    let sk = env.write_secret("security-key.txt", &acc.security_key);
+    let sk = sk.to_str().unwrap();
+    let rehydrate = ["--json", "device", "rehydrate", "--recovery-key-file", sk];
+
+    // 1. Killed at once (before or while it opens the device).
+    let mut child = spawn(&env, &rehydrate);
+    child.kill().unwrap();
+    let _ = child.wait();
+    // The store opens, and holds nothing but bob's keys (whichever it got to).
+    let held = held_sessions(&env);
+    assert!(held.iter().all(|s| sessions.contains(s)), "{held:?}");
+
+    // 2. Killed after the first page of messages, while it waits for the next. Synapse sends
+    // up to 100 messages a page, so the proxy makes the first page say there is more (as a
+    // longer queue would), holds back the second page's answer, and the kill comes once that
+    // was asked for.
+    let proxy = FaultProxy::start(&hs.base);
+    let events = format!(
+        "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device/{}/events",
+        enc(&dehydrated)
+    );
+    proxy.rule(
+        "GET",
+        &events,
+        1,
+        Action::Rewrite(Arc::new(|status, body| {
+            // (Anything unexpected is passed on as it is, and the checks below fail.)
+            let Ok(mut v) = serde_json::from_slice::<Value>(body) else {
+                return (status, body.to_vec());
+            };
+            v["next_batch"] = Value::from("d1");
+            (status, serde_json::to_vec(&v).unwrap_or_default())
+        })),
+    );
+    proxy.rule("GET", &events, 2, Action::Stall(Duration::from_secs(120)));
+    let url = proxy.url();
+    let mut args = rehydrate.to_vec();
+    args.extend(["--homeserver", url.as_str()]);
+    let mut child = spawn(&env, &args);
+    let deadline = Instant::now() + Duration::from_secs(WAIT);
+    while proxy.count("GET", &events) < 2 && !ended(&mut child) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        proxy.count("GET", &events),
+        2,
+        "rehydrate did not ask for a second page: {:?}",
+        proxy
+            .seen()
+            .iter()
+            .map(|s| format!(
+                "{} {} {}",
+                s.path,
+                s.status,
+                String::from_utf8_lossy(&s.response)
+            ))
+            .collect::<Vec<_>>()
+    );
+    child.kill().unwrap();
+    let _ = child.wait();
+    drop(proxy);
+    // The first page's keys were stored before the next page was asked for.
+    let held = held_sessions(&env);
+    for s in &sessions {
+        assert!(
+            held.contains(s),
+            "{s} not stored after the first page: {held:?}"
+        );
+    }
+
+    // 3. A whole run: nothing new, nothing lost; the store opens, the device is still there.
+    let v = env.smx(&rehydrate).ok().json();
+    assert_eq!(v["device_id"], dehydrated.as_str());
+    assert_eq!(v["keys"].as_u64().unwrap(), sessions.len() as u64, "{v}");
+    assert_eq!(v["imported"], 0, "{v}");
+    assert_eq!(
+        v["unchanged"].as_u64().unwrap(),
+        sessions.len() as u64,
+        "{v}"
+    );
+    let list = env.smx(&["--json", "list", "--sessions"]).ok().json();
+    for s in &sessions {
+        let row = list["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["session_id"] == s.as_str())
+            .unwrap_or_else(|| panic!("{s} lost: {list}"));
+        assert_eq!(row["source"], format!("dehydrated:{dehydrated}").as_str());
+    }
+    let (status, dd) = acc.phone.raw(
+        "GET",
+        "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device",
+        None,
+    );
+    assert_eq!(status, 200, "{dd}");
+    assert_eq!(dd["device_id"], dehydrated.as_str());
+    drop(bob);
 }

@@ -1,6 +1,9 @@
 //! A hostile homeserver (issue 5, part 5): the fault proxy in front of the real Synapse swaps
 //! the backup's public key, replays an old backup version, sends oversized, malformed or
 //! truncated bodies for every endpoint mxkeys uses, lies about `current_version`, or stalls.
+//! The device commands get cases of their own (`hostile_server_device_cases`): a broken or
+//! stalled `/sync`, a dehydrated device that does not open, a page of its messages that is
+//! not JSON.
 //!
 //! In every case: the documented exit code with one error line and a hint, no panic, no hang
 //! past the timeouts (`--timeout 1 --attempts 2`), bounded memory; the key store unchanged;
@@ -20,6 +23,7 @@ use std::time::Duration;
 use mxkeys::backup::{BackupDecryptionKey, KeyBackupData};
 use serde_json::{Value, json};
 
+use common::device::{account, held_sessions, mx_device, verify_with_key};
 use common::fault_proxy::{Action, FaultProxy};
 use common::megolm::GenSession;
 use common::run::{Limits, bounded, resource_problems};
@@ -391,6 +395,36 @@ type ServerState = (
 /// One case's command, bounded.
 fn run(env: &Env, args: &[OsString], cwd: &Path) -> Run {
     bounded(env, cwd, args, &LIMITS)
+}
+
+/// What every case's run is checked for: no panic, within [`LIMITS`] and `max_rss_kb`, exit
+/// `code` with one error line (holding `message`) and one hint, nothing on stdout, and no wait
+/// for a stalled server.
+fn outcome_problems(r: &Run, code: i32, message: &str, max_rss_kb: u64) -> Vec<String> {
+    let mut p = resource_problems(r, &LIMITS, max_rss_kb);
+    if r.code != code {
+        p.push(format!("exit {} (expected {code})", r.code));
+    }
+    let (errs, hints) = r.error_and_hint_lines();
+    if errs.len() != 1 || hints.len() != 1 {
+        p.push(format!(
+            "{} error lines, {} hint lines",
+            errs.len(),
+            hints.len()
+        ));
+    } else if !errs[0].contains(message) {
+        p.push(format!("error line lacks {message:?}"));
+    }
+    if !r.stdout.is_empty() {
+        p.push(format!("stdout: {}", r.stdout));
+    }
+    if r.elapsed >= CASE_WALL {
+        p.push(format!(
+            "took {:?}: it waited for the server instead of giving up",
+            r.elapsed
+        ));
+    }
+    p
 }
 
 /// The version a `PUT /room_keys/keys?version=V` went to.
@@ -869,29 +903,7 @@ fn hostile_server_cases() {
                 c.name, c.cmd, r.elapsed, r.stderr
             );
         }
-        let mut p = resource_problems(&r, &LIMITS, CASE_RSS_KB);
-        if r.code != c.code {
-            p.push(format!("exit {} (expected {})", r.code, c.code));
-        }
-        let (errs, hints) = r.error_and_hint_lines();
-        if errs.len() != 1 || hints.len() != 1 {
-            p.push(format!(
-                "{} error lines, {} hint lines",
-                errs.len(),
-                hints.len()
-            ));
-        } else if !errs[0].contains(c.message) {
-            p.push(format!("error line lacks {:?}", c.message));
-        }
-        if !r.stdout.is_empty() {
-            p.push(format!("stdout: {}", r.stdout));
-        }
-        if r.elapsed >= CASE_WALL {
-            p.push(format!(
-                "took {:?}: it waited for the server instead of giving up",
-                r.elapsed
-            ));
-        }
+        let mut p = outcome_problems(&r, c.code, c.message, CASE_RSS_KB);
         // No key encrypted to anything but the user's own key; most cases send nothing.
         let puts: Vec<_> = proxy
             .seen()
@@ -970,4 +982,199 @@ fn hostile_server_cases() {
     assert_eq!(sent, 3, "element-three's sessions");
     assert_eq!(w.api.count(&w.v2), 12);
     assert_eq!(w.api.count(&w.v1), 3);
+}
+
+/// One case of `mxkeys device ...` through the proxy.
+struct DeviceCase {
+    name: &'static str,
+    /// The command and its own flags (the store and the proxy's flags are added).
+    args: Vec<String>,
+    /// Per-request flags: `--timeout 2 --attempts 2` unless a case says otherwise.
+    net: &'static [&'static str],
+    rules: Vec<Rule>,
+    code: i32,
+    message: &'static str,
+}
+
+/// Device commands against a misbehaving server: a verified device of an account set up by
+/// the phone (through the real Synapse), then `device sync` and `device rehydrate` through the
+/// proxy, with the `/sync`, dehydrated-device and dehydrated-events answers broken. Each case
+/// ends with its documented code, one error line and a hint, no panic, and the key store as it
+/// was; afterwards an honest sync still receives the key that was queued for the device all
+/// along (a broken sync did not lose it), and an honest rehydrate still works.
+#[test]
+fn hostile_server_device_cases() {
+    let Some(hs) = common::synapse::homeserver() else {
+        return;
+    };
+    let mut acc = account(&hs, "hostile-dev");
+    let dehydrated = acc.phone.create_dehydrated_device();
+    let env = Env::for_homeserver(&hs.base);
+    let device_id = mx_device(&env, &acc.user);
+    verify_with_key(&env, &mut acc, &device_id);
+    // A key the device received (so the store holds one), and one queued for it (a new room,
+    // so a new session) that only an honest sync takes.
+    let room = acc.phone.create_encrypted_room(&[]);
+    let (_, held) = acc.phone.send_message(&room, "received before the cases");
+    env.smx(&["device", "sync", "--for", "2"]).ok();
+    assert!(held_sessions(&env).contains(&held));
+    let room2 = acc.phone.create_encrypted_room(&[]);
+    let (_, queued) = acc
+        .phone
+        .send_message(&room2, "queued while the server misbehaves");
+    let sk = env.write_secret("security-key.txt", &acc.security_key);
+    let sk = sk.to_str().unwrap().to_string();
+    let rows_before = common::store::rows(&env.store());
+
+    let sync = "/_matrix/client/v3/sync";
+    let dd = "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device";
+    let events = format!("{dd}/{}/events", enc(&dehydrated));
+    let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<String>>();
+    let sync_for_3 = words(&["device", "sync", "--for", "3"]);
+    let rehydrate = words(&["device", "rehydrate", "--recovery-key-file", &sk]);
+    let short: &[&str] = &["--timeout", "2", "--attempts", "2"];
+    let cases = [
+        DeviceCase {
+            name: "sync answered with a body that is not JSON",
+            args: sync_for_3.clone(),
+            net: short,
+            // Synapse answers (with the queued key); the client gets garbage instead.
+            rules: vec![rule(
+                "GET",
+                sync,
+                0,
+                Action::Rewrite(Arc::new(|_, _| (200, b"<html>oops</html>".to_vec()))),
+            )],
+            code: 15,
+            message: "invalid response",
+        },
+        DeviceCase {
+            name: "sync answered 500 every time",
+            args: sync_for_3.clone(),
+            net: short,
+            rules: vec![rule(
+                "GET",
+                sync,
+                0,
+                Action::matrix_error(500, "M_UNKNOWN", "Internal server error"),
+            )],
+            code: 15,
+            message: "the homeserver keeps failing",
+        },
+        DeviceCase {
+            name: "sync stalled",
+            args: sync_for_3.clone(),
+            net: &["--timeout", "2", "--retry-for", "5"],
+            rules: vec![rule("GET", sync, 0, Action::Stall(STALL))],
+            code: 15,
+            message: "cannot reach the homeserver",
+        },
+        DeviceCase {
+            name: "dehydrated device whose data is garbage",
+            args: rehydrate.clone(),
+            net: short,
+            rules: vec![rule(
+                "GET",
+                dd,
+                0,
+                Action::Rewrite(Arc::new(|status, b| {
+                    let mut v: Value = match serde_json::from_slice(b) {
+                        Ok(v) => v,
+                        Err(_) => return (status, b.to_vec()),
+                    };
+                    if v.get("device_data").is_some() {
+                        v["device_data"]["device_pickle"] = json!("bm90IGEgcGlja2xl");
+                    }
+                    (status, serde_json::to_vec(&v).unwrap())
+                })),
+            )],
+            code: 12,
+            message: "the dehydrated device could not be opened",
+        },
+        DeviceCase {
+            name: "dehydrated events page that is not JSON",
+            args: rehydrate.clone(),
+            net: short,
+            rules: vec![rule("GET", events.clone(), 0, body("<html>"))],
+            code: 15,
+            message: "invalid response",
+        },
+    ];
+
+    let only = std::env::var("MXKEYS_HOSTILE_ONLY").ok();
+    let mut failures = Vec::new();
+    let mut ran = 0;
+    for (i, c) in cases.iter().enumerate() {
+        if only.as_ref().is_some_and(|o| !c.name.contains(o.as_str())) {
+            continue;
+        }
+        ran += 1;
+        let proxy = FaultProxy::start(&hs.base);
+        for r in &c.rules {
+            proxy.rule(r.method, &r.prefix, r.nth, r.action.clone());
+        }
+        let out = env.path(&format!("dev-out-{i:02}"));
+        std::fs::create_dir_all(&out).unwrap();
+        let mut args = env.store_args();
+        args.extend(c.args.iter().map(OsString::from));
+        args.extend(["--homeserver".into(), proxy.url().into()]);
+        args.extend(c.net.iter().map(OsString::from));
+        let r = run(&env, &args, &out);
+        if only.is_some() {
+            eprintln!("#{i} {} {:?}:\n{}", c.name, r.elapsed, r.stderr);
+        }
+        let mut p = outcome_problems(&r, c.code, c.message, CASE_RSS_KB);
+        let faulted = proxy
+            .seen()
+            .iter()
+            .filter(|s| c.rules.iter().any(|r| s.path.starts_with(&r.prefix)))
+            .count();
+        if faulted == 0 {
+            p.push("the faulty endpoint was never asked".into());
+        }
+        if common::store::rows(&env.store()) != rows_before {
+            p.push("the store changed".into());
+        }
+        if !p.is_empty() {
+            failures.push(format!(
+                "#{i} {}: {}\n    stderr: {}",
+                c.name,
+                p.join("; "),
+                r.stderr.trim().replace('\n', "\n            ")
+            ));
+        }
+    }
+    assert!(
+        ran > 0,
+        "MXKEYS_HOSTILE_ONLY={only:?} matches no device case"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} device cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+
+    // Nothing was lost: the key queued all along arrives with an honest sync, the store
+    // still holds the first, and the dehydrated device still opens with its messages.
+    let v = env
+        .smx(&["--json", "device", "sync", "--for", "3"])
+        .ok()
+        .json();
+    assert!(v["totals"]["imported"].as_u64().unwrap() >= 1, "{v}");
+    let now = held_sessions(&env);
+    assert!(now.contains(&held) && now.contains(&queued), "{now:?}");
+    let v = env
+        .smx_p(
+            &["--json", "device", "rehydrate"],
+            &[("--recovery-key-file", Path::new(&sk))],
+        )
+        .ok()
+        .json();
+    assert_eq!(v["device_id"], dehydrated.as_str(), "{v}");
+    // The phone shared both room keys with the dehydrated device too; both are still queued
+    // for it (and already in the store, from the honest syncs).
+    assert_eq!(v["keys"], 2, "{v}");
+    assert_eq!(v["unchanged"], 2, "{v}");
 }

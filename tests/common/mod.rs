@@ -13,6 +13,7 @@
 //! - [`synapse`]: the test homeserver, its users and raw client-server API calls;
 //! - [`rooms`]: encrypted rooms on it, their members, Megolm events sent into them;
 //! - [`phone`]: the user's other device (matrix-sdk-crypto's `OlmMachine`), driven by the test;
+//! - [`device`]: an account set up by the phone, mxkeys's device in it, mxkeys in the background;
 //! - [`fault_proxy`]: a fault-injecting HTTP proxy in front of it.
 #![allow(
     dead_code,
@@ -24,6 +25,7 @@
 
 pub mod backup_cipher;
 pub mod cli;
+pub mod device;
 pub mod element;
 pub mod fault_proxy;
 pub mod megolm;
