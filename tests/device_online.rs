@@ -669,3 +669,134 @@ fn sigkill_during_rehydrate_loses_nothing_and_leaves_the_dehydrated_device() {
     assert_eq!(dd["device_id"], dehydrated.as_str());
     drop(bob);
 }
+
+/// The `--store ... --store-passphrase-file ...` arguments of `env`, for a terminal run.
+fn store_args(env: &Env) -> Vec<String> {
+    env.store_args()
+        .into_iter()
+        .map(|a| a.into_string().unwrap())
+        .collect()
+}
+
+#[test]
+fn sas_started_by_the_phone_is_accepted_on_a_terminal() {
+    let hs = require_hs!();
+    let acc = account(&hs, "dev-sas-accept");
+    let env = Env::for_homeserver(&hs.base);
+    let device_id = mx_device(&env, &acc.user);
+    let mut args = store_args(&env);
+    args.extend(
+        ["device", "verify", "--sas", "--accept", "--for", "60"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut t = Term::spawn(&env, &args);
+    t.wait_for_text("Waiting for a verification request");
+    // The phone asks and starts from its own thread, as a person does on the phone, while
+    // mxkeys waits on the terminal.
+    let mut phone = acc.phone;
+    let dev = device_id.clone();
+    let side = std::thread::spawn(move || {
+        let emoji = phone.sas_start_with(&dev, WAIT);
+        (phone, emoji)
+    });
+    let prompt = "Do they match? Type yes or no: ";
+    let frame = t.wait_for_prompt(prompt);
+    let (mut phone, emoji) = side.join().unwrap();
+    assert_eq!(emoji.len(), 7);
+    for (sym, name) in &emoji {
+        assert!(
+            frame.text.contains(name.as_str()),
+            "{name} not on screen:\n{}",
+            frame.text
+        );
+        assert!(frame.text.contains(sym.as_str()), "{sym} not on screen");
+    }
+    assert!(frame.text.contains("Accepted the verification request"));
+    t.answer(prompt, "yes");
+    assert!(phone.sas_finish(true, WAIT), "the phone did not finish");
+    let end = t.expect_exit(0);
+    assert!(end.text.contains("Verified: device"), "{}", end.text);
+    assert!(phone.sees_verified(&device_id));
+    assert_eq!(info(&env)["cross_signed"], true);
+}
+
+#[test]
+fn ctrl_c_ends_sync_follow_cleanly_and_keeps_what_arrived() {
+    let hs = require_hs!();
+    let mut acc = account(&hs, "dev-follow");
+    let env = Env::for_homeserver(&hs.base);
+    let device_id = mx_device(&env, &acc.user);
+    let room = acc.phone.create_encrypted_room(&[]);
+    let (_, session) = acc.phone.send_message(&room, "before the keeper starts");
+    let mut args = store_args(&env);
+    args.extend(["device", "sync", "--follow"].iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut t = Term::spawn(&env, &args);
+    t.wait_for_text(&format!("Receiving as device {device_id} until Ctrl-C"));
+    // The key that was waiting arrives and is reported as it is stored.
+    t.wait_for_text(&format!("session {session}"));
+    t.ctrl_c();
+    let end = t.expect_exit(0);
+    assert!(end.text.contains("syncs,"), "{}", end.text);
+    assert!(end.text.contains("new keys"), "{}", end.text);
+    assert!(held_sessions(&env).contains(&session));
+    assert!(info(&env)["device_id"].is_string());
+}
+
+#[test]
+fn no_secret_reaches_output_logs_or_the_disk_in_the_clear() {
+    let hs = require_hs!();
+    let mut acc = account(&hs, "dev-hygiene");
+    let env = Env::for_homeserver(&hs.base);
+    let device_id = mx_device(&env, &acc.user);
+    let backup_key = acc.phone.backup_key_base64().unwrap();
+    let sk = env.write_secret("security-key.txt", &acc.security_key);
+    let verify = env
+        .smx_p(
+            &["-vv", "--json", "device", "verify"],
+            &[("--recovery-key-file", &sk)],
+        )
+        .ok();
+    let phone_id = device_id.clone();
+    assert!(acc.phone.sync_until(WAIT, |p| p.sees_verified(&phone_id)));
+    let child = spawn(
+        &env,
+        &["-vv", "--json", "device", "request-secrets", "--for", "40"],
+    );
+    acc.phone.sync_until(15, |_| false);
+    let secrets = finish(child).ok();
+    assert_eq!(secrets.json()["backup_key"], true, "{}", secrets.stderr);
+    let compact: String = acc.security_key.split_whitespace().collect();
+    for r in [&verify, &secrets] {
+        let all = r.all_output();
+        for (what, secret) in [
+            ("the Security Key", acc.security_key.as_str()),
+            ("the Security Key without spaces", compact.as_str()),
+            ("the backup key", backup_key.as_str()),
+            ("the password", acc.user.password.as_str()),
+        ] {
+            assert!(
+                !all.contains(secret),
+                "{what} in the output of `{}`",
+                r.what
+            );
+        }
+    }
+    // At rest: the backup key is sealed in the key store and in the device's crypto store.
+    let needle = backup_key.as_bytes();
+    let mut files = vec![env.store()];
+    while let Some(p) = files.pop() {
+        if p.is_dir() {
+            files.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            let bytes = std::fs::read(&p).unwrap();
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "the backup key is in the clear in {}",
+                p.display()
+            );
+        }
+    }
+}
