@@ -800,3 +800,75 @@ fn no_secret_reaches_output_logs_or_the_disk_in_the_clear() {
         }
     }
 }
+
+#[test]
+fn an_unanswered_sas_times_out_and_trusts_nothing() {
+    let hs = require_hs!();
+    let mut acc = account(&hs, "dev-sas-timeout");
+    let env = Env::for_homeserver(&hs.base);
+    let device_id = mx_device(&env, &acc.user);
+    let mut args = store_args(&env);
+    let phone_id = acc.phone.device_id.clone();
+    args.extend(
+        [
+            "device", "verify", "--sas", "--device", &phone_id, "--for", "3",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // The phone never looks: mxkeys gives up, cancels its request and trusts nothing.
+    let mut t = Term::spawn(&env, &args);
+    let end = t.expect_exit(15);
+    assert!(
+        end.text
+            .contains("no verification within 3 s; it was cancelled and nothing was trusted"),
+        "{}",
+        end.text
+    );
+    assert_eq!(info(&env)["cross_signed"], false);
+    assert!(!acc.phone.sees_verified(&device_id));
+    // --accept with nobody asking ends the same way.
+    let mut args = store_args(&env);
+    args.extend(
+        ["device", "verify", "--sas", "--accept", "--for", "2"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut t = Term::spawn(&env, &args);
+    let end = t.expect_exit(15);
+    assert!(
+        end.text
+            .contains("no verification request arrived within 2 s"),
+        "{}",
+        end.text
+    );
+}
+
+#[test]
+fn a_late_answer_to_request_secrets_is_kept_by_device_sync() {
+    let hs = require_hs!();
+    let mut acc = account(&hs, "dev-late-secret");
+    let room = acc.phone.create_encrypted_room(&[]);
+    let (_, session) = acc.phone.send_message(&room, "in the backup");
+    assert!(acc.phone.backup_all() >= 1);
+    let env = Env::for_homeserver(&hs.base);
+    let device_id = mx_device(&env, &acc.user);
+    verify_with_key(&env, &mut acc, &device_id);
+    // The request goes out, nobody answers in time.
+    env.smx(&["device", "request-secrets", "--for", "1"])
+        .code(10);
+    // The phone answers later; the next `device sync` keeps the key.
+    acc.phone.sync_until(5, |_| false);
+    let r = env.smx(&["--json", "device", "sync", "--for", "4"]).ok();
+    assert_eq!(
+        r.json()["totals"]["backup_key_for"],
+        acc.version.as_str(),
+        "{}",
+        r.stderr
+    );
+    let r = env.smx(&["--json", "backup", "download"]).ok();
+    assert_eq!(r.json()["unlocked_with"], "stored_key", "{}", r.stdout);
+    assert!(held_sessions(&env).contains(&session));
+}

@@ -75,6 +75,16 @@ pub fn request(
     Ok(out)
 }
 
+/// The backup keys waiting in the device's inbox (sent by a verified own device, unasked for
+/// or after a request that timed out).
+pub fn inbox_backup_keys(dev: &Device) -> Result<Vec<Zeroizing<String>>, DeviceError> {
+    Ok(dev.block_on(
+        dev.machine()
+            .store()
+            .get_secrets_from_inbox(&SecretName::RecoveryKey),
+    )?)
+}
+
 /// Keep `key` (a backup key that matched the backup) in the machine too, so it is not asked
 /// for again, and empty the inbox.
 pub fn settle_backup_key(dev: &Device, key_b64: &str, version: &str) -> Result<(), DeviceError> {

@@ -36,6 +36,8 @@ pub struct Totals {
     pub unchanged: u64,
     /// Keys put into the backup.
     pub backed_up: u64,
+    /// The backup version whose key arrived and was kept, if one did.
+    pub backup_key_for: Option<String>,
 }
 
 /// Store the keys of one batch (one transaction) and count them.
@@ -186,6 +188,20 @@ pub fn run(ctx: &Context<'_>, a: DeviceSyncArgs) -> anyhow::Result<Code> {
             Err(e) => return lib(Err(e)),
         };
         let c = store_batch(store_of(&mut conn)?, &batch, &mut t)?;
+        // A secret that arrived (the backup key a verified device pushed, or the answer to an
+        // earlier `request-secrets`) is kept as `request-secrets` keeps it.
+        if !batch.secret_senders.is_empty() {
+            let received = lib(mxkeys::device::secrets::inbox_backup_keys(&dev))?;
+            if let Some(v) = super::request::keep_backup_key(ctx, &conn, &dev, &received)? {
+                t.backup_key_for = Some(v.clone());
+                if !ctx.ui.json {
+                    ctx.ui.note(&format!(
+                        "the key of backup version {v} arrived from {}; it is kept sealed in the store",
+                        batch.secret_senders.join(", ")
+                    ));
+                }
+            }
+        }
         if let Some(k) = &keeper {
             t.backed_up += k.upload(&conn.client, &batch)?;
         }

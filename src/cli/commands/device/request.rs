@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use mxkeys::backup::BackupDecryptionKey;
 use mxkeys::device::requests::{self, Wanted};
-use mxkeys::device::secrets;
+use mxkeys::device::{Device, secrets};
 use mxkeys::history::classify::Class;
 use mxkeys::history::source::PageOptions;
 use serde_json::json;
+use zeroize::Zeroizing;
 
 use super::super::Context;
 use super::super::net;
@@ -17,6 +18,34 @@ use super::receive::{Totals, store_batch};
 use super::{lib, open, reconcile};
 use crate::cli::device_args::{DeviceRequestKeysArgs, DeviceRequestSecretsArgs};
 use crate::cli::exit::{CliError, Code};
+
+/// Keep the backup key among `received` that opens the current backup (sealed in the store,
+/// and in the device, so it is not asked for again); the backup version it opens.
+pub fn keep_backup_key(
+    ctx: &Context<'_>,
+    conn: &net::Conn,
+    dev: &Device,
+    received: &[Zeroizing<String>],
+) -> anyhow::Result<Option<String>> {
+    if received.is_empty() {
+        return Ok(None);
+    }
+    let Some(v) = conn.client.backup_version(None)? else {
+        return Ok(None);
+    };
+    let auth = net::auth_data(&v)?;
+    for k in received.iter().rev() {
+        let Ok(key) = BackupDecryptionKey::from_base64(k) else {
+            continue;
+        };
+        if auth.matches_private_key(&key) {
+            net::cache_key(ctx, conn.store.as_ref(), &key);
+            lib(secrets::settle_backup_key(dev, k, &v.version))?;
+            return Ok(Some(v.version));
+        }
+    }
+    Ok(None)
+}
 
 /// Run `device request-secrets`.
 pub fn secrets(ctx: &Context<'_>, a: DeviceRequestSecretsArgs) -> anyhow::Result<Code> {
@@ -44,24 +73,7 @@ pub fn secrets(ctx: &Context<'_>, a: DeviceRequestSecretsArgs) -> anyhow::Result
             store_batch(store, b, &mut t)?;
         }
     }
-    // The backup key counts only if it opens the current backup.
-    let mut kept_for: Option<String> = None;
-    if !got.backup_keys.is_empty()
-        && let Some(v) = conn.client.backup_version(None)?
-    {
-        let auth = net::auth_data(&v)?;
-        for k in got.backup_keys.iter().rev() {
-            let Ok(key) = BackupDecryptionKey::from_base64(k) else {
-                continue;
-            };
-            if auth.matches_private_key(&key) {
-                net::cache_key(ctx, conn.store.as_ref(), &key);
-                lib(secrets::settle_backup_key(&dev, k, &v.version))?;
-                kept_for = Some(v.version.clone());
-                break;
-            }
-        }
-    }
+    let kept_for = keep_backup_key(ctx, &conn, &dev, &got.backup_keys)?;
     let mut answered = got.answered_by.clone();
     answered.sort();
     answered.dedup();
