@@ -94,7 +94,14 @@ pub fn rehydrate(
             .dehydrated_devices()
             .rehydrate(&pickle_key, &dd_id, data)
             .await
-            .map_err(|e| DeviceError::Dehydration(e.to_string()))?;
+            .map_err(|e| {
+                // The crate's words ("aead::Error") go to the log; the user gets what they mean.
+                log::debug!("rehydrating {}: {e}", dd.device_id);
+                DeviceError::Dehydration(format!(
+                    "device {} does not open with the dehydration key in secret storage (it was sealed with another key, or its data is damaged)",
+                    dd.device_id
+                ))
+            })?;
         let mut from: Option<String> = None;
         for _ in 0..MAX_PAGES {
             if cancelled() {

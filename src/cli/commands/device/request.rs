@@ -129,12 +129,6 @@ fn wanted(
     a: &DeviceRequestKeysArgs,
     conn: &mut net::Conn,
 ) -> anyhow::Result<Vec<Wanted>> {
-    if !a.missing && (a.sessions.is_empty() || a.rooms.len() != 1) {
-        return Err(CliError::usage(
-            "say which sessions to ask for",
-            "give one --room and its --session ids, or --missing to ask for what `history check` finds missing",
-        ));
-    }
     let rooms = if a.rooms.is_empty() {
         conn.client.joined_rooms()?
     } else {
@@ -204,6 +198,13 @@ fn wanted(
 
 /// Run `device request-keys`.
 pub fn keys(ctx: &Context<'_>, a: DeviceRequestKeysArgs) -> anyhow::Result<Code> {
+    // Before anything is opened: a usage error is a usage error, logged in or not.
+    if !a.missing && (a.sessions.is_empty() || a.rooms.len() != 1) {
+        return Err(CliError::usage(
+            "say which sessions to ask for",
+            "give one --room and its --session ids, or --missing to ask for what `history check` finds missing",
+        ));
+    }
     let (mut conn, dev) = open(ctx, &a.net)?;
     reconcile(ctx, &mut conn, &dev)?;
     let wanted = wanted(ctx, &a, &mut conn)?;
