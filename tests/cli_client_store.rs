@@ -568,3 +568,49 @@ fn matrix_sdk_store_of_a_newer_schema_is_refused_not_migrated() {
         "newer mxkeys",
     );
 }
+
+/// A run that was killed leaves its private copy of the client's keys in the temporary
+/// directory; the next run removes it (and only copies of runs that are gone, of this user).
+#[test]
+fn copies_left_by_killed_runs_are_removed_by_the_next_run() {
+    let env = Env::new();
+    let store = copy_store(&env, "nio-default");
+    let tmp = env.path("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    // A copy left by a process that no longer exists (pids never reach this value on Linux),
+    // one of a live process (this test), one of an older mxkeys (no pid in its name), and an
+    // unrelated directory.
+    let stale = tmp.join("mxkeys-client-store-999999999-AbCdEf");
+    let live = tmp.join(format!("mxkeys-client-store-{}-GhIjKl", std::process::id()));
+    let old = tmp.join("mxkeys-client-store-MnOpQr");
+    let other = tmp.join("something-else");
+    for d in [&stale, &live, &old, &other] {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::write(d.join("keys.db"), b"copied keys").unwrap();
+    }
+    let o = env
+        .cmd()
+        .env("TMPDIR", &tmp)
+        .args(["--json", "inspect", "--client-store"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(!stale.exists(), "the killed run's copy is still there");
+    for d in [&live, &old, &other] {
+        assert!(d.join("keys.db").exists(), "{} was removed", d.display());
+    }
+    // The run's own copy is gone too.
+    let mut names: Vec<String> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    let mut want = vec![
+        "mxkeys-client-store-MnOpQr".to_string(),
+        live.file_name().unwrap().to_str().unwrap().to_string(),
+        "something-else".to_string(),
+    ];
+    want.sort();
+    assert_eq!(names, want);
+}

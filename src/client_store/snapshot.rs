@@ -6,6 +6,10 @@
 //! directory of mode 0700 that is removed when the snapshot is dropped; only the copy is
 //! opened. A client writing at the same moment can leave the copy a little behind, never
 //! damaged beyond what SQLite recovers.
+//!
+//! The directory's name carries the process id (`mxkeys-client-store-<pid>-...`). A run that
+//! was killed cannot remove its copy of another client's keys, so every new snapshot first
+//! removes the copies of runs that are gone: same owner, and no process with that id.
 
 use std::path::{Path, PathBuf};
 
@@ -39,9 +43,10 @@ impl Snapshot {
             source: e,
         };
         let dir = tempfile::Builder::new()
-            .prefix("mxkeys-client-store-")
+            .prefix(&format!("{PREFIX}{}-", std::process::id()))
             .tempdir()
             .map_err(err)?;
+        remove_stale(dir.path());
         let copy = dir.path().join(name);
         copy_file(db, &copy).map_err(err)?;
         for suffix in ["-wal", "-shm"] {
@@ -70,6 +75,46 @@ impl Snapshot {
     }
 }
 
+/// The start of a snapshot directory's name.
+const PREFIX: &str = "mxkeys-client-store-";
+
+/// The process id in a snapshot directory's name, if it has one.
+fn pid_of(name: &str) -> Option<u32> {
+    name.strip_prefix(PREFIX)?.split('-').next()?.parse().ok()
+}
+
+/// Remove the snapshot directories beside `ours` left by runs that were killed: owned by the
+/// same user, named with the id of a process that no longer exists. Failures are only logged
+/// (they never stop the run that noticed them).
+fn remove_stale(ours: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let (Some(parent), Ok(me)) = (ours.parent(), std::fs::metadata(ours)) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let Some(pid) = e.file_name().to_str().and_then(pid_of) else {
+            continue;
+        };
+        if path == ours || Path::new("/proc").join(pid.to_string()).exists() {
+            continue;
+        }
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() && m.uid() == me.uid() => {
+                if let Err(err) = std::fs::remove_dir_all(&path) {
+                    log::warn!("could not remove the stale copy {}: {err}", path.display());
+                } else {
+                    log::debug!("removed the copy a killed run left at {}", path.display());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Copy one file, the source opened read-only, the copy 0600.
 fn copy_file(from: &Path, to: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -81,4 +126,16 @@ fn copy_file(from: &Path, to: &Path) -> std::io::Result<()> {
         .open(to)?;
     std::io::copy(&mut src, &mut dst)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod stale_tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_the_process_id() {
+        assert_eq!(pid_of("mxkeys-client-store-1234-AbCd"), Some(1234));
+        assert_eq!(pid_of("mxkeys-client-store-AbCd"), None);
+        assert_eq!(pid_of("other-1234-x"), None);
+    }
 }
