@@ -829,17 +829,27 @@ fn for_each_index(conn: &Connection, f: &mut dyn FnMut(&str, &str, u32)) -> Stor
     Ok(n)
 }
 
-fn list(conn: &Connection, rooms: &[String], has_source: bool) -> StoreResult<Vec<RoomSummary>> {
-    let filter = if rooms.is_empty() {
+/// ` WHERE room_id IN (?, ...)` for `rooms`; nothing when all rooms are wanted.
+fn rooms_filter(rooms: &[String]) -> String {
+    if rooms.is_empty() {
         String::new()
     } else {
         format!(" WHERE room_id IN ({})", placeholders(rooms.len()))
-    };
-    let source = if has_source {
+    }
+}
+
+/// The `source` column, or `unknown` for a store that has none yet (schema 1).
+fn source_column(has_source: bool) -> &'static str {
+    if has_source {
         "COALESCE(source, 'unknown')"
     } else {
         "'unknown'"
-    };
+    }
+}
+
+fn list(conn: &Connection, rooms: &[String], has_source: bool) -> StoreResult<Vec<RoomSummary>> {
+    let filter = rooms_filter(rooms);
+    let source = source_column(has_source);
     let sql = format!(
         "SELECT room_id, {source}, COUNT(*), MIN(first_index), MAX(first_index) FROM sessions{filter} \
          GROUP BY room_id, 2 ORDER BY room_id, 2"
@@ -885,16 +895,8 @@ fn list_sessions(
     rooms: &[String],
     has_source: bool,
 ) -> StoreResult<Vec<SessionSummary>> {
-    let filter = if rooms.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE room_id IN ({})", placeholders(rooms.len()))
-    };
-    let source = if has_source {
-        "COALESCE(source, 'unknown')"
-    } else {
-        "'unknown'"
-    };
+    let filter = rooms_filter(rooms);
+    let source = source_column(has_source);
     let sql = format!(
         "SELECT room_id, session_id, first_index, {source} FROM sessions{filter} ORDER BY room_id, session_id"
     );

@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use common::Env;
 use common::device::{
-    WAIT, account, ended, finish, held_sessions, info, mx_device, spawn, verify_with_key,
+    WAIT, account, ended, finish, held_sessions, info, mx_device, session_row, spawn, term,
+    verify_with_key,
 };
 use common::fault_proxy::{Action, FaultProxy};
 use common::phone::Phone;
-use common::pty::Term;
 use common::synapse::{enc, require_hs};
 use serde_json::Value;
 
@@ -142,14 +142,8 @@ fn the_phone_sends_the_backup_key_and_then_download_needs_no_secret() {
     // No secret given, no terminal: the key kept in the store opens the backup.
     let r = env.smx(&["--json", "backup", "download"]).ok();
     assert!(r.json()["imported"].as_u64().unwrap() >= 1, "{}", r.stdout);
-    let sessions = env.smx(&["--json", "list", "--sessions"]).ok().json();
-    let held: Vec<&str> = sessions["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["session_id"].as_str().unwrap())
-        .collect();
-    assert!(held.contains(&session.as_str()), "{held:?}");
+    let held = held_sessions(&env);
+    assert!(held.contains(&session), "{held:?}");
 }
 
 #[test]
@@ -185,14 +179,7 @@ fn a_verified_phone_forwards_a_key_in_no_backup_and_an_unverified_one_is_refused
     assert_eq!(v["arrived"], 1, "{}", r.stderr);
     let src = format!("forwarded:{}:{}", acc.user.user_id, acc.phone.device_id);
     assert_eq!(v["sessions"][0]["source"], src.as_str());
-    let list = env.smx(&["--json", "list", "--sessions"]).ok().json();
-    let row = list["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["session_id"] == session.as_str())
-        .unwrap()
-        .clone();
+    let row = session_row(&env, &session).unwrap();
     assert_eq!(row["forwarded"], true);
     assert_eq!(row["source"], src.as_str());
     assert_eq!(row["first_index"], 0);
@@ -221,13 +208,8 @@ fn a_verified_phone_forwards_a_key_in_no_backup_and_an_unverified_one_is_refused
     let r = finish(child);
     let r = r.code(10);
     assert!(r.stderr.contains("no device of yours sent"), "{}", r.stderr);
-    let list = env.smx(&["--json", "list", "--sessions"]).ok().json();
     assert!(
-        !list["sessions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|s| s["session_id"] == s2.as_str()),
+        session_row(&env, &s2).is_none(),
         "an unverified device's key was stored"
     );
 }
@@ -264,14 +246,7 @@ fn sync_backup_puts_a_newly_received_key_into_the_backup() {
     let (status, key) = api.key(&acc.version, &room, &session);
     assert_eq!(status, 200, "{key}");
     assert_eq!(key["first_message_index"], 0);
-    let list = env.smx(&["--json", "list", "--sessions"]).ok().json();
-    let row = list["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["session_id"] == session.as_str())
-        .unwrap()
-        .clone();
+    let row = session_row(&env, &session).unwrap();
     assert_eq!(
         row["source"],
         format!("direct:{}:{}", acc.user.user_id, acc.phone.device_id).as_str()
@@ -308,14 +283,8 @@ fn rehydrate_takes_a_key_sent_while_no_device_was_online() {
     assert_eq!(v["device_id"], dehydrated.as_str());
     assert!(v["keys"].as_u64().unwrap() >= 1, "{v}");
     assert!(v["imported"].as_u64().unwrap() >= 1, "{v}");
-    let list = env.smx(&["--json", "list", "--sessions"]).ok().json();
-    let row = list["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["session_id"] == session.as_str())
-        .unwrap_or_else(|| panic!("bob's session not rehydrated: {list}"))
-        .clone();
+    let row = session_row(&env, &session)
+        .unwrap_or_else(|| panic!("bob's session not rehydrated: {:?}", held_sessions(&env)));
     assert_eq!(row["source"], format!("dehydrated:{dehydrated}").as_str());
     // The dehydrated device is still there, unchanged; a second run finds the key again.
     let (status, dd) = acc.phone.raw(
@@ -343,22 +312,13 @@ fn sas_on_a_terminal_verifies_both_ways_and_a_mismatch_trusts_nothing() {
     let mut acc = account(&hs, "dev-sas");
     let env = Env::for_homeserver(&hs.base);
     let device_id = mx_device(&env, &acc.user);
-    let store = env.store();
-    let pass = env.store_pass_file();
-    let base = [
-        "--store",
-        store.to_str().unwrap(),
-        "--store-passphrase-file",
-        pass.to_str().unwrap(),
-    ];
 
     // A mismatch: typed "no"; nothing is trusted on either side.
     let phone_id = acc.phone.device_id.clone();
-    let mut args: Vec<&str> = base.to_vec();
-    args.extend([
+    let args = [
         "device", "verify", "--sas", "--device", &phone_id, "--for", "60",
-    ]);
-    let mut t = Term::spawn(&env, &args);
+    ];
+    let mut t = term(&env, &args);
     let emoji = acc.phone.sas_accept_incoming(&device_id, WAIT);
     assert_eq!(emoji.len(), 7);
     let frame = t.wait_for_prompt("Do they match? Type yes or no: ");
@@ -381,7 +341,7 @@ fn sas_on_a_terminal_verifies_both_ways_and_a_mismatch_trusts_nothing() {
     assert!(!acc.phone.sees_verified(&device_id));
 
     // The same, confirmed on both sides: the phone signs mxkeys's device.
-    let mut t = Term::spawn(&env, &args);
+    let mut t = term(&env, &args);
     let emoji = acc.phone.sas_accept_incoming(&device_id, WAIT);
     let frame = t.wait_for_prompt("Do they match? Type yes or no: ");
     for (sym, name) in &emoji {
@@ -416,15 +376,9 @@ fn sigkill_during_sync_loses_no_key_and_the_device_opens() {
     let _ = child.wait();
     let r = env.smx(&["--json", "device", "sync", "--for", "3"]).ok();
     let _ = r.json();
-    let list = env.smx(&["--json", "list", "--sessions"]).ok().json();
-    let held: Vec<&str> = list["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["session_id"].as_str().unwrap())
-        .collect();
+    let held = held_sessions(&env);
     for s in &sessions {
-        assert!(held.contains(&s.as_str()), "{s} lost: {held:?}");
+        assert!(held.contains(s), "{s} lost: {held:?}");
     }
     assert!(info(&env)["device_id"].is_string());
 }
@@ -650,14 +604,9 @@ fn sigkill_during_rehydrate_loses_nothing_and_leaves_the_dehydrated_device() {
         sessions.len() as u64,
         "{v}"
     );
-    let list = env.smx(&["--json", "list", "--sessions"]).ok().json();
     for s in &sessions {
-        let row = list["sessions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["session_id"] == s.as_str())
-            .unwrap_or_else(|| panic!("{s} lost: {list}"));
+        let row =
+            session_row(&env, s).unwrap_or_else(|| panic!("{s} lost: {:?}", held_sessions(&env)));
         assert_eq!(row["source"], format!("dehydrated:{dehydrated}").as_str());
     }
     let (status, dd) = acc.phone.raw(
@@ -670,28 +619,16 @@ fn sigkill_during_rehydrate_loses_nothing_and_leaves_the_dehydrated_device() {
     drop(bob);
 }
 
-/// The `--store ... --store-passphrase-file ...` arguments of `env`, for a terminal run.
-fn store_args(env: &Env) -> Vec<String> {
-    env.store_args()
-        .into_iter()
-        .map(|a| a.into_string().unwrap())
-        .collect()
-}
-
 #[test]
 fn sas_started_by_the_phone_is_accepted_on_a_terminal() {
     let hs = require_hs!();
     let acc = account(&hs, "dev-sas-accept");
     let env = Env::for_homeserver(&hs.base);
     let device_id = mx_device(&env, &acc.user);
-    let mut args = store_args(&env);
-    args.extend(
-        ["device", "verify", "--sas", "--accept", "--for", "60"]
-            .iter()
-            .map(|s| s.to_string()),
+    let mut t = term(
+        &env,
+        &["device", "verify", "--sas", "--accept", "--for", "60"],
     );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut t = Term::spawn(&env, &args);
     t.wait_for_text("Waiting for a verification request");
     // The phone asks and starts from its own thread, as a person does on the phone, while
     // mxkeys waits on the terminal.
@@ -730,10 +667,7 @@ fn ctrl_c_ends_sync_follow_cleanly_and_keeps_what_arrived() {
     let device_id = mx_device(&env, &acc.user);
     let room = acc.phone.create_encrypted_room(&[]);
     let (_, session) = acc.phone.send_message(&room, "before the keeper starts");
-    let mut args = store_args(&env);
-    args.extend(["device", "sync", "--follow"].iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut t = Term::spawn(&env, &args);
+    let mut t = term(&env, &["device", "sync", "--follow"]);
     t.wait_for_text(&format!("Receiving as device {device_id} until Ctrl-C"));
     // The key that was waiting arrives and is reported as it is stored.
     t.wait_for_text(&format!("session {session}"));
@@ -807,18 +741,14 @@ fn an_unanswered_sas_times_out_and_trusts_nothing() {
     let mut acc = account(&hs, "dev-sas-timeout");
     let env = Env::for_homeserver(&hs.base);
     let device_id = mx_device(&env, &acc.user);
-    let mut args = store_args(&env);
     let phone_id = acc.phone.device_id.clone();
-    args.extend(
-        [
-            "device", "verify", "--sas", "--device", &phone_id, "--for", "3",
-        ]
-        .iter()
-        .map(|s| s.to_string()),
-    );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     // The phone never looks: mxkeys gives up, cancels its request and trusts nothing.
-    let mut t = Term::spawn(&env, &args);
+    let mut t = term(
+        &env,
+        &[
+            "device", "verify", "--sas", "--device", &phone_id, "--for", "3",
+        ],
+    );
     let end = t.expect_exit(15);
     assert!(
         end.text
@@ -829,14 +759,10 @@ fn an_unanswered_sas_times_out_and_trusts_nothing() {
     assert_eq!(info(&env)["cross_signed"], false);
     assert!(!acc.phone.sees_verified(&device_id));
     // --accept with nobody asking ends the same way.
-    let mut args = store_args(&env);
-    args.extend(
-        ["device", "verify", "--sas", "--accept", "--for", "2"]
-            .iter()
-            .map(|s| s.to_string()),
+    let mut t = term(
+        &env,
+        &["device", "verify", "--sas", "--accept", "--for", "2"],
     );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut t = Term::spawn(&env, &args);
     let end = t.expect_exit(15);
     assert!(
         end.text

@@ -99,6 +99,15 @@ fn rule(method: &'static str, prefix: impl Into<String>, nth: usize, action: Act
     }
 }
 
+/// A fault proxy in front of `base` with `rules` set.
+fn proxy_with(base: &str, rules: &[Rule]) -> FaultProxy {
+    let proxy = FaultProxy::start(base);
+    for r in rules {
+        proxy.rule(r.method, &r.prefix, r.nth, r.action.clone());
+    }
+    proxy
+}
+
 struct Case {
     name: String,
     cmd: Cmd,
@@ -886,10 +895,7 @@ fn hostile_server_cases() {
             continue;
         }
         ran += 1;
-        let proxy = FaultProxy::start(&hs.base);
-        for r in &c.rules {
-            proxy.rule(r.method, &r.prefix, r.nth, r.action.clone());
-        }
+        let proxy = proxy_with(&hs.base, &c.rules);
         let out = w.env.path(&format!("out-{i:02}"));
         std::fs::create_dir_all(&out).unwrap();
         let mut args = w.args(c.cmd, &proxy.url(), &out);
@@ -1109,10 +1115,7 @@ fn hostile_server_device_cases() {
             continue;
         }
         ran += 1;
-        let proxy = FaultProxy::start(&hs.base);
-        for r in &c.rules {
-            proxy.rule(r.method, &r.prefix, r.nth, r.action.clone());
-        }
+        let proxy = proxy_with(&hs.base, &c.rules);
         let out = env.path(&format!("dev-out-{i:02}"));
         std::fs::create_dir_all(&out).unwrap();
         let mut args = env.store_args();

@@ -10,7 +10,7 @@
 //! Megolm message of a throw-away session (the machine parses it but never uses it).
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use matrix_sdk_crypto::types::events::room::encrypted::EncryptedEvent;
 use ruma::serde::Raw;
@@ -127,24 +127,18 @@ pub fn request(
         .iter()
         .map(|w| (w.room_id.clone(), w.session_id.clone()))
         .collect();
-    let deadline = Instant::now() + wait;
-    while out.arrived.len() < want.len() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        if cancelled() {
-            return Err(DeviceError::Interrupted);
-        }
-        let batch = sync::once(dev, client, left.as_millis().min(10_000) as u64)?;
-        for s in &batch.keys {
-            let k = (s.room_id.clone(), s.session_id.clone());
-            if want.contains(&k) {
-                out.arrived.insert(k);
+    sync::until(dev, client, wait, cancelled, |batch| {
+        if let Some(b) = batch {
+            for s in &b.keys {
+                let k = (s.room_id.clone(), s.session_id.clone());
+                if want.contains(&k) {
+                    out.arrived.insert(k);
+                }
             }
+            out.batches.push(b);
         }
-        out.batches.push(batch);
-    }
+        Ok(out.arrived.len() >= want.len())
+    })?;
     Ok(out)
 }
 

@@ -6,7 +6,7 @@
 //! considers verified; the cross-signing keys it imports itself (when they match the account's
 //! public identity), the backup key it leaves in its inbox, where this module takes it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ruma::events::secret::request::SecretName;
 use zeroize::Zeroizing;
@@ -51,24 +51,18 @@ pub fn request(
         asked,
         ..Received::default()
     };
-    let deadline = Instant::now() + wait;
-    loop {
+    sync::until(dev, client, wait, cancelled, |batch| {
+        if let Some(b) = batch {
+            out.answered_by.extend(b.secret_senders.iter().cloned());
+            out.batches.push(b);
+        }
         let keys = dev.block_on(m.store().get_secrets_from_inbox(&SecretName::RecoveryKey))?;
-        if !keys.is_empty() {
-            out.backup_keys = keys;
-            break;
+        if keys.is_empty() {
+            return Ok(false);
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        if cancelled() {
-            return Err(DeviceError::Interrupted);
-        }
-        let batch = sync::once(dev, client, left.as_millis().min(10_000) as u64)?;
-        out.answered_by.extend(batch.secret_senders.iter().cloned());
-        out.batches.push(batch);
-    }
+        out.backup_keys = keys;
+        Ok(true)
+    })?;
     let status = dev.block_on(m.cross_signing_status());
     out.has_self_signing = status.has_self_signing;
     out.has_master = status.has_master;

@@ -4,6 +4,7 @@
 //! and the machine's answers sent.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use matrix_sdk_common::deserialized_responses::ProcessedToDeviceEvent;
 use matrix_sdk_crypto::{DecryptionSettings, EncryptionSyncChanges, TrustRequirement};
@@ -76,6 +77,38 @@ pub fn once(dev: &Device, client: &Client, timeout_ms: u64) -> Result<Batch, Dev
     let resp = client.sync_device(since.as_deref(), timeout_ms)?;
     process(dev, client, &resp)
 }
+
+/// Sync until `step` says the wait is over, or `wait` has passed (`cancelled` is polled
+/// between syncs). `step` is asked first with no batch (is it over already?), then with each
+/// batch as it is processed.
+pub fn until(
+    dev: &Device,
+    client: &Client,
+    wait: Duration,
+    cancelled: &dyn Fn() -> bool,
+    mut step: impl FnMut(Option<Batch>) -> Result<bool, DeviceError>,
+) -> Result<(), DeviceError> {
+    let deadline = Instant::now() + wait;
+    if step(None)? {
+        return Ok(());
+    }
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        if cancelled() {
+            return Err(DeviceError::Interrupted);
+        }
+        let batch = once(dev, client, left.as_millis().min(MAX_WAIT_MS) as u64)?;
+        if step(Some(batch))? {
+            return Ok(());
+        }
+    }
+}
+
+/// Longest single wait on the server inside [`until`].
+const MAX_WAIT_MS: u128 = 10_000;
 
 /// Hand one `/sync` response to the machine.
 pub fn process(dev: &Device, client: &Client, resp: &Value) -> Result<Batch, DeviceError> {

@@ -16,7 +16,6 @@ use ruma::api::path_builder::PathBuilder;
 use ruma::api::{
     IncomingResponse, MatrixVersion, OutgoingRequest as RumaRequest, SupportedVersions,
 };
-use ruma::{OwnedTransactionId, UserId};
 
 use super::DeviceError;
 use crate::client::Client;
@@ -81,14 +80,12 @@ where
     parse::<R::IncomingResponse>(bytes, what)
 }
 
-/// `/keys/query` for users, outside the machine's own request queue (its answer is still
-/// given to the machine).
-pub fn to_device_request(r: &ToDeviceRequest) -> send_event_to_device::v3::Request {
-    send_event_to_device::v3::Request::new_raw(
-        r.event_type.clone(),
-        r.txn_id.clone(),
-        r.messages.clone(),
-    )
+/// The ruma form of one of the machine's to-device requests, under transaction id `txn`.
+fn to_device_request(
+    r: &ToDeviceRequest,
+    txn: ruma::OwnedTransactionId,
+) -> send_event_to_device::v3::Request {
+    send_event_to_device::v3::Request::new_raw(r.event_type.clone(), txn, r.messages.clone())
 }
 
 /// Send one of the machine's requests and hand the response back to it.
@@ -120,7 +117,7 @@ pub async fn send_one(
             // The transaction id makes a repeat harmless.
             let resp: send_event_to_device::v3::Response = roundtrip(
                 client,
-                to_device_request(r),
+                to_device_request(r, r.txn_id.clone()),
                 "sending to-device messages",
                 true,
             )?;
@@ -157,11 +154,7 @@ pub async fn send_fresh(
     let AnyOutgoingRequest::ToDeviceRequest(r) = request else {
         return send_one(machine, client, request_id, request).await;
     };
-    let fresh = send_event_to_device::v3::Request::new_raw(
-        r.event_type.clone(),
-        ruma::TransactionId::new(),
-        r.messages.clone(),
-    );
+    let fresh = to_device_request(r, ruma::TransactionId::new());
     let resp: send_event_to_device::v3::Response =
         roundtrip(client, fresh, "sending to-device messages", true)?;
     machine.mark_request_as_sent(request_id, &resp).await?;
@@ -187,22 +180,6 @@ pub async fn flush(machine: &OlmMachine, client: &Client) -> Result<usize, Devic
         }
     }
     Ok(sent)
-}
-
-/// Open Olm sessions with the devices of `users` that have none yet (needed before
-/// anything is sent to them encrypted: secret and key requests go out over Olm).
-pub async fn claim_missing(
-    machine: &OlmMachine,
-    client: &Client,
-    users: &[&UserId],
-) -> Result<(), DeviceError> {
-    if let Some((txn, req)) = machine.get_missing_sessions(users.iter().copied()).await? {
-        let resp: claim_keys::v3::Response =
-            roundtrip(client, req, "claiming one-time keys", false)?;
-        let txn: OwnedTransactionId = txn;
-        machine.mark_request_as_sent(&txn, &resp).await?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

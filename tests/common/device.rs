@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::Env;
 use super::cli::Run;
 use super::phone::Phone;
+use super::pty::Term;
 use super::synapse::{Hs, User};
 
 /// Upper bound of each wait for the other device (seconds).
@@ -88,6 +89,29 @@ pub fn held_sessions(env: &Env) -> Vec<String> {
         .iter()
         .map(|s| s["session_id"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// The row of `session` in `list --sessions --json`, if the store holds it.
+pub fn session_row(env: &Env, session: &str) -> Option<Value> {
+    let list = env.smx(&["--json", "list", "--sessions"]).ok().json();
+    list["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["session_id"] == session)
+        .cloned()
+}
+
+/// `mxkeys --store ... ARGS` on a pseudo-terminal.
+pub fn term(env: &Env, args: &[&str]) -> Term {
+    let mut all: Vec<String> = env
+        .store_args()
+        .into_iter()
+        .map(|a| a.into_string().unwrap())
+        .collect();
+    all.extend(args.iter().map(|a| a.to_string()));
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    Term::spawn(env, &all)
 }
 
 /// The Security Key opens secret storage; its self-signing key signs mxkeys's device; the

@@ -6,7 +6,6 @@ use mxkeys::store::Access;
 use super::Context;
 use super::net::{self, Credentials, client_config, load_credentials, save_credentials};
 use crate::cli::exit::{CliError, Code};
-use crate::cli::secrets_in::Source;
 use crate::cli::{LoginArgs, LogoutArgs};
 
 /// Run `login`.
@@ -27,16 +26,7 @@ pub fn run(ctx: &Context<'_>, a: LoginArgs) -> anyhow::Result<Code> {
         Some(h) => h.clone(),
         None => Client::discover(&a.user, &cfg)?,
     };
-    let pw_source = Source {
-        what: "password",
-        flag: "password",
-        env: "MXKEYS_PASSWORD",
-        file: a.password_file.clone(),
-        fd: a.password_fd,
-        command: None,
-        prompt: None,
-    };
-    let (password, _) = pw_source
+    let (password, _) = net::password_source(a.password_file.clone(), a.password_fd)
         .with_prompt(format!("Password for {}", a.user))
         .resolve(ctx.ui, false)?;
     let client = Client::new(&base, None, cfg)?.with_cancel(crate::cli::output::interrupted);

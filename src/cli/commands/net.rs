@@ -66,6 +66,22 @@ pub struct Conn {
     pub store: Option<Store>,
 }
 
+impl Conn {
+    /// The store, for commands that opened one ([`StoreUse::Required`]).
+    pub fn store(&self) -> anyhow::Result<&Store> {
+        self.store
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("no store"))
+    }
+
+    /// The store, writable.
+    pub fn store_mut(&mut self) -> anyhow::Result<&mut Store> {
+        self.store
+            .as_mut()
+            .ok_or_else(|| anyhow::anyhow!("no store"))
+    }
+}
+
 /// How the store is wanted by a network command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreUse {
@@ -113,6 +129,19 @@ pub fn client_config(net: &NetArgs, ui: &Ui) -> anyhow::Result<ClientConfig> {
         ca_pem,
         on_retry: crate::cli::retry_lines::observer(ui),
     })
+}
+
+/// The account's password: from `--password-file`, `--password-fd` or `MXKEYS_PASSWORD`.
+pub fn password_source(file: Option<std::path::PathBuf>, fd: Option<i32>) -> Source {
+    Source {
+        what: "password",
+        flag: "password",
+        env: "MXKEYS_PASSWORD",
+        file,
+        fd,
+        command: None,
+        prompt: None,
+    }
 }
 
 fn token_source(net: &NetArgs) -> Source {

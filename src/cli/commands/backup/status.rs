@@ -33,10 +33,7 @@ pub fn run(ctx: &Context<'_>, a: BackupStatusArgs) -> anyhow::Result<Code> {
             Ok(())
         })?;
     bar.finish();
-    let store = conn
-        .store
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("no store"))?;
+    let store = conn.store()?;
     let mut c = StatusCounts::default();
     let mut to_upload = Vec::new();
     let mut to_download = Vec::new();

@@ -247,9 +247,7 @@ pub fn run(ctx: &Context<'_>, a: BackupUploadArgs) -> anyhow::Result<Code> {
         scratch = (dir, store);
         &scratch.1
     } else {
-        conn.store
-            .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("no store"))?
+        conn.store()?
     };
     let n = source.count(&Filter::default())?;
     bar.phase("uploading", n, Unit::Keys);

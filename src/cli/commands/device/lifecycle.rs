@@ -8,15 +8,11 @@ use super::super::net;
 use super::{lib, login, open};
 use crate::cli::device_args::{DeviceCreateArgs, DeviceDeleteArgs, DeviceInfoArgs};
 use crate::cli::exit::{CliError, Code};
-use crate::cli::secrets_in::Source;
 
 /// Run `device create`.
 pub fn create(ctx: &Context<'_>, a: DeviceCreateArgs) -> anyhow::Result<Code> {
     let (conn, creds) = login(ctx, &a.net)?;
-    let store = conn
-        .store
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("no store"))?;
+    let store = conn.store()?;
     let dev = lib(Device::create(
         store,
         &conn.client,
@@ -84,10 +80,7 @@ pub fn info(ctx: &Context<'_>, a: DeviceInfoArgs) -> anyhow::Result<Code> {
 /// Run `device delete`.
 pub fn delete(ctx: &Context<'_>, a: DeviceDeleteArgs) -> anyhow::Result<Code> {
     let (conn, creds) = login(ctx, &a.net)?;
-    let store = conn
-        .store
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("no store"))?;
+    let store = conn.store()?;
     let Some(rec) = lib(device::record(store))? else {
         return Err(CliError::new(
             Code::NotFound,
@@ -108,16 +101,7 @@ pub fn delete(ctx: &Context<'_>, a: DeviceDeleteArgs) -> anyhow::Result<Code> {
     };
     net::confirm(ctx, a.yes, &plan)?;
     if !a.local_only {
-        let pw = Source {
-            what: "password",
-            flag: "password",
-            env: "MXKEYS_PASSWORD",
-            file: a.password_file.clone(),
-            fd: a.password_fd,
-            command: None,
-            prompt: None,
-        };
-        let (password, _) = pw
+        let (password, _) = net::password_source(a.password_file.clone(), a.password_fd)
             .with_prompt(format!("Password for {}", rec.user_id))
             .resolve(ctx.ui, false)?;
         conn.client

@@ -44,10 +44,7 @@ fn login(ctx: &Context<'_>, net: &NetArgs) -> anyhow::Result<(Conn, Credentials)
         ));
     }
     let conn = net::connect(ctx, net, StoreUse::Required(Access::Write))?;
-    let store = conn
-        .store
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("no store"))?;
+    let store = conn.store()?;
     let creds = net::load_credentials(store)?.ok_or_else(|| {
         CliError::usage(
             "not logged in",
@@ -60,20 +57,14 @@ fn login(ctx: &Context<'_>, net: &NetArgs) -> anyhow::Result<(Conn, Credentials)
 /// The store's login and its device.
 fn open(ctx: &Context<'_>, net: &NetArgs) -> anyhow::Result<(Conn, Device)> {
     let (conn, creds) = login(ctx, net)?;
-    let store = conn
-        .store
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("no store"))?;
+    let store = conn.store()?;
     let dev = lib(Device::open(store, &creds.user_id, &creds.device_id))?;
     Ok((conn, dev))
 }
 
 /// Copy what the device holds into the key store (healing a run killed in between).
 fn reconcile(ctx: &Context<'_>, conn: &mut Conn, dev: &Device) -> anyhow::Result<()> {
-    let store = conn
-        .store
-        .as_mut()
-        .ok_or_else(|| anyhow::anyhow!("no store"))?;
+    let store = conn.store_mut()?;
     let c = lib(dev.reconcile(store))?;
     if c.imported + c.improved > 0 {
         ctx.ui.note(&format!(

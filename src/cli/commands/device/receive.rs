@@ -13,7 +13,7 @@ use mxkeys::sync::{BatchBuilder, Decision, Meta, ServerIndex};
 use serde_json::json;
 
 use super::super::Context;
-use super::super::net::{self, Conn};
+use super::super::net;
 use super::{lib, open, reconcile};
 use crate::cli::device_args::DeviceSyncArgs;
 use crate::cli::exit::{CliError, Code};
@@ -129,21 +129,12 @@ impl Keeper {
     }
 }
 
-fn store_of(conn: &mut Conn) -> anyhow::Result<&mut Store> {
-    conn.store
-        .as_mut()
-        .ok_or_else(|| anyhow::anyhow!("no store"))
-}
-
 /// Run `device sync`.
 pub fn run(ctx: &Context<'_>, a: DeviceSyncArgs) -> anyhow::Result<Code> {
     let (mut conn, dev) = open(ctx, &a.net)?;
     reconcile(ctx, &mut conn, &dev)?;
     let keeper = if a.backup {
-        let store = conn
-            .store
-            .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("no store"))?;
+        let store = conn.store()?;
         Some(Keeper::open(&conn.client, store)?)
     } else {
         None
@@ -187,7 +178,7 @@ pub fn run(ctx: &Context<'_>, a: DeviceSyncArgs) -> anyhow::Result<Code> {
             Err(mxkeys::device::DeviceError::Client(ClientError::Interrupted)) => break,
             Err(e) => return lib(Err(e)),
         };
-        let c = store_batch(store_of(&mut conn)?, &batch, &mut t)?;
+        let c = store_batch(conn.store_mut()?, &batch, &mut t)?;
         // A secret that arrived (the backup key a verified device pushed, or the answer to an
         // earlier `request-secrets`) is kept as `request-secrets` keeps it.
         if !batch.secret_senders.is_empty() {

@@ -32,6 +32,7 @@ pub fn run(ctx: &Context<'_>, a: DeviceRehydrateArgs) -> anyhow::Result<Code> {
     };
     let dkey = lib(rehydrate::key_from_secret(&secret))?;
     drop(secret);
+    // The field, not `conn.store_mut()`: the client and user id are borrowed beside it.
     let store = conn
         .store
         .as_mut()

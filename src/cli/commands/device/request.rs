@@ -65,10 +65,7 @@ pub fn secrets(ctx: &Context<'_>, a: DeviceRequestSecretsArgs) -> anyhow::Result
     ))?;
     let mut t = Totals::default();
     {
-        let store = conn
-            .store
-            .as_mut()
-            .ok_or_else(|| anyhow::anyhow!("no store"))?;
+        let store = conn.store_mut()?;
         for b in &got.batches {
             store_batch(store, b, &mut t)?;
         }
@@ -235,10 +232,7 @@ pub fn keys(ctx: &Context<'_>, a: DeviceRequestKeysArgs) -> anyhow::Result<Code>
     let mut t = Totals::default();
     let mut from: BTreeMap<(String, String), String> = BTreeMap::new();
     {
-        let store = conn
-            .store
-            .as_mut()
-            .ok_or_else(|| anyhow::anyhow!("no store"))?;
+        let store = conn.store_mut()?;
         for b in &out.batches {
             store_batch(store, b, &mut t)?;
             for (k, v) in &b.sources {
