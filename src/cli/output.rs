@@ -39,6 +39,11 @@ pub struct Ui {
     pub interactive: bool,
 }
 
+/// `n` and the noun, in the singular for one ("1 sync", "2 syncs"; `plural` for the others).
+pub fn count(n: u64, singular: &str, plural: &str) -> String {
+    format!("{n} {}", if n == 1 { singular } else { plural })
+}
+
 /// Is there a terminal to prompt on? (`/dev/tty` opens only with a controlling terminal.)
 pub fn have_tty() -> bool {
     std::fs::File::open("/dev/tty").is_ok()

@@ -24,13 +24,23 @@ pub fn create(ctx: &Context<'_>, a: DeviceCreateArgs) -> anyhow::Result<Code> {
         ctx.ui.print_json(&serde_json::to_value(&info)?)?;
     } else {
         ctx.ui.note(&format!(
-            "Created device {} of {}; its keys are on the server.\nFingerprint (Ed25519): {}\nOther devices do not trust it yet: run `mxkeys device verify` with the Security Key.",
+            "Created device {} of {}; its keys are on the server.\nFingerprint (Ed25519): {}\nOther devices do not trust it yet: {}",
             info.device_id,
             info.user_id,
-            fingerprint(&info.ed25519)
+            fingerprint(&info.ed25519),
+            how_to_verify(&info)
         ));
     }
     Ok(Code::Success)
+}
+
+/// What verifies the device, for an account with or without cross-signing.
+fn how_to_verify(info: &mxkeys::device::Info) -> &'static str {
+    if info.account_has_identity {
+        "run `mxkeys device verify` with the Security Key or Phrase, or `mxkeys device verify --sas` to compare emoji with another of your devices."
+    } else {
+        "the account has no cross-signing yet; set up secure backup in another client (Element: Settings, Security & Privacy), then run `mxkeys device verify`, or compare emoji with `mxkeys device verify --sas`."
+    }
 }
 
 /// An Ed25519 key in groups of four, as clients show it.
@@ -72,7 +82,7 @@ pub fn info(ctx: &Context<'_>, a: DeviceInfoArgs) -> anyhow::Result<Code> {
     );
     if !info.cross_signed {
         ctx.ui
-            .note("Not verified: run `mxkeys device verify` with the Security Key or Phrase.");
+            .note(&format!("Not verified: {}", how_to_verify(&info)));
     }
     Ok(Code::Success)
 }

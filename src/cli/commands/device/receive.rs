@@ -217,12 +217,13 @@ pub fn run(ctx: &Context<'_>, a: DeviceSyncArgs) -> anyhow::Result<Code> {
             "totals": t,
         }))?;
     } else {
+        use crate::cli::output::count;
         ctx.ui.note(&format!(
-            "{} syncs, {} to-device messages: {} new keys, {} better copies, {} already held{}.",
-            t.syncs,
-            t.to_device,
-            t.imported,
-            t.improved,
+            "{}, {}: {}, {}, {} already held{}.",
+            count(t.syncs, "sync", "syncs"),
+            count(t.to_device, "to-device message", "to-device messages"),
+            count(t.imported, "new key", "new keys"),
+            count(t.improved, "better copy", "better copies"),
             t.unchanged,
             if keeper.is_some() {
                 format!("; {} put into the backup", t.backed_up)
