@@ -1,6 +1,6 @@
 //! `mxkeys backup upload`: send keys to the backup, never making it worse.
 
-use mxkeys::backup::{self, BackupPublicKey};
+use mxkeys::backup::{BackupEncryptor, BackupPublicKey};
 use mxkeys::client::ClientError;
 use mxkeys::progress::{self, Progress, Unit};
 use mxkeys::recovery::RecoveryError;
@@ -29,9 +29,11 @@ struct Counts {
 struct Uploader<'a> {
     client: &'a mxkeys::client::Client,
     version: String,
-    public: BackupPublicKey,
+    encryptor: BackupEncryptor,
     index: ServerIndex,
     batch: BatchBuilder,
+    /// A full body not sent yet: it goes out while the next keys are encrypted.
+    ready: Option<(u64, Vec<u8>)>,
     pending: Vec<ExportedSession>,
     counts: Counts,
     dry_run: bool,
@@ -73,41 +75,79 @@ impl Uploader<'_> {
         if self.dry_run || chosen.is_empty() {
             return Ok(());
         }
-        let public = &self.public;
-        let encrypted: Vec<_> = chosen
-            .par_iter()
-            .map(|(s, m)| backup::encrypt_session(public, s, m.forwarded_count, m.is_verified))
-            .collect();
+        // The body filled last goes out while this chunk is encrypted (on the other core, or
+        // on this one while the server works on the PUT).
+        let encryptor = &self.encryptor;
+        let encrypt = || -> Vec<_> {
+            chosen
+                .par_iter()
+                .map(|(s, m)| encryptor.encrypt_session(s, m.forwarded_count, m.is_verified))
+                .collect()
+        };
+        let encrypted = match self.ready.take() {
+            Some(body) => {
+                let (client, version) = (self.client, self.version.as_str());
+                let (sent, encrypted) = rayon::join(|| put(client, version, body), encrypt);
+                self.record(sent?);
+                encrypted
+            }
+            None => encrypt(),
+        };
         for ((s, _), d) in chosen.into_iter().zip(encrypted) {
             let d = d?;
             if self.batch.would_overflow(&s.room_id, &s.session_id, &d) {
-                self.send()?;
+                self.queue()?;
             }
             self.batch.push(s.room_id.clone(), s.session_id.clone(), d);
         }
         Ok(())
     }
 
-    fn send(&mut self) -> anyhow::Result<()> {
+    /// Take the batch's body to be sent with the next chunk; a body still waiting is sent
+    /// first.
+    fn queue(&mut self) -> anyhow::Result<()> {
         if self.batch.is_empty() {
             return Ok(());
         }
+        self.flush()?;
         let n = self.batch.len() as u64;
-        let body = self.batch.take_body();
-        let r = self.client.put_room_keys(&self.version, &body)?;
+        self.ready = Some((n, self.batch.take_body()));
+        Ok(())
+    }
+
+    /// Send the body that is waiting, if any.
+    fn flush(&mut self) -> anyhow::Result<()> {
+        if let Some(body) = self.ready.take() {
+            let sent = put(self.client, &self.version, body)?;
+            self.record(sent);
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, (n, count): (u64, u64)) {
         self.counts.sent += n;
         self.counts.requests += 1;
-        self.server_count = r.count;
-        Ok(())
+        self.server_count = count;
     }
 
     fn finish(&mut self) -> anyhow::Result<()> {
         self.process()?;
         if !self.dry_run {
-            self.send()?;
+            self.queue()?;
+            self.flush()?;
         }
         Ok(())
     }
+}
+
+/// PUT one body of `n` keys; returns `n` and the server's new count.
+fn put(
+    client: &mxkeys::client::Client,
+    version: &str,
+    (n, body): (u64, Vec<u8>),
+) -> anyhow::Result<(u64, u64)> {
+    let r = client.put_room_keys(version, &body)?;
+    Ok((n, r.count))
 }
 
 /// Did the secret given fail to unlock this backup (wrong key, or a stale copy in secret
@@ -214,9 +254,10 @@ pub fn run(ctx: &Context<'_>, a: BackupUploadArgs) -> anyhow::Result<Code> {
     let mut up = Uploader {
         client: &conn.client,
         version: current.version.clone(),
-        public,
+        encryptor: BackupEncryptor::new(&public),
         index: ServerIndex::default(),
         batch: BatchBuilder::new(),
+        ready: None,
         pending: Vec::new(),
         counts: Counts::default(),
         dry_run: a.dry_run,

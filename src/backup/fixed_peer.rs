@@ -1,0 +1,151 @@
+//! X25519 against one fixed public key, as a fixed-base multiplication.
+//!
+//! Every session that goes into a backup is encrypted with a fresh ephemeral key to the same
+//! backup public key `P`. `x25519(k, P)` is the Montgomery u-coordinate of `k·P`; x25519-dalek
+//! computes it with the Montgomery ladder, a variable-base multiplication that costs most of an
+//! upload's CPU time. With `P` fixed, a table of multiples of `P` turns each one into a
+//! fixed-base multiplication (table lookups and about 64 additions), as the ephemeral public
+//! key `k·B` already is.
+//!
+//! The result is the same bytes as the ladder's for every input, including public keys with a
+//! small-order component: a clamped scalar `k` is a multiple of 8 below 2^255, so
+//! `k·P = (k/8)·(8P)`, and `8P` lies in the prime-order subgroup, where `k/8` may be reduced
+//! mod ℓ. A `P` whose u-coordinate is not on the curve proper (it is on the twist, or is −1)
+//! has no Edwards form: such a key keeps the ladder. The tests compare both with x25519-dalek
+//! on random keys, random u-coordinates and every small-order point.
+
+use curve25519_dalek::constants::ED25519_BASEPOINT_TABLE;
+use curve25519_dalek::edwards::EdwardsBasepointTable;
+use curve25519_dalek::montgomery::MontgomeryPoint;
+use curve25519_dalek::scalar::{Scalar, clamp_integer};
+use zeroize::Zeroizing;
+
+/// Precomputed multiples of one X25519 public key.
+pub(crate) struct FixedPeer {
+    public: MontgomeryPoint,
+    /// Multiples of 8·P, or `None` when `P` has no Edwards form.
+    table: Option<Box<EdwardsBasepointTable>>,
+}
+
+impl FixedPeer {
+    /// Prepare for many exchanges with `public` (costs about as much as 30 exchanges).
+    pub(crate) fn new(public: [u8; 32]) -> FixedPeer {
+        let public = MontgomeryPoint(public);
+        let table = public
+            .to_edwards(0)
+            .map(|p| Box::new(EdwardsBasepointTable::create(&p.mul_by_cofactor())));
+        FixedPeer { public, table }
+    }
+
+    /// `x25519(secret, P)`: the shared secret, exactly as x25519-dalek's `diffie_hellman`.
+    pub(crate) fn diffie_hellman(&self, secret: &[u8; 32]) -> Zeroizing<[u8; 32]> {
+        let clamped = Zeroizing::new(clamp_integer(*secret));
+        let Some(table) = &self.table else {
+            return Zeroizing::new(self.public.mul_clamped(*clamped).to_bytes());
+        };
+        // k/8: the clamped scalar shifted right by 3 bits, below 2^252 < ℓ.
+        let mut eighth = Zeroizing::new([0u8; 32]);
+        for i in 0..32 {
+            let next = if i < 31 { clamped[i + 1] } else { 0 };
+            eighth[i] = (clamped[i] >> 3) | (next << 5);
+        }
+        let s = Zeroizing::new(Scalar::from_bytes_mod_order(*eighth));
+        Zeroizing::new((&**table * &*s).to_montgomery().to_bytes())
+    }
+
+    /// The public key of `secret` (`x25519(secret, 9)`).
+    pub(crate) fn public_key(secret: &[u8; 32]) -> [u8; 32] {
+        let s = Zeroizing::new(Scalar::from_bytes_mod_order(clamp_integer(*secret)));
+        (ED25519_BASEPOINT_TABLE * &*s).to_montgomery().to_bytes()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use x25519_dalek::{PublicKey, StaticSecret};
+
+    fn random32() -> [u8; 32] {
+        let mut b = [0u8; 32];
+        crate::fs::fill_random(&mut b).unwrap();
+        b
+    }
+
+    fn ladder(secret: [u8; 32], public: [u8; 32]) -> [u8; 32] {
+        *StaticSecret::from(secret)
+            .diffie_hellman(&PublicKey::from(public))
+            .as_bytes()
+    }
+
+    #[test]
+    fn same_as_the_ladder_for_real_keys() {
+        for _ in 0..200 {
+            let peer_secret = random32();
+            let public = *PublicKey::from(&StaticSecret::from(peer_secret)).as_bytes();
+            let fixed = FixedPeer::new(public);
+            assert!(fixed.table.is_some());
+            for _ in 0..5 {
+                let k = random32();
+                assert_eq!(*fixed.diffie_hellman(&k), ladder(k, public));
+                assert_eq!(
+                    FixedPeer::public_key(&k),
+                    *PublicKey::from(&StaticSecret::from(k)).as_bytes()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn same_as_the_ladder_for_any_u_coordinate() {
+        // Random bytes: about half are on the twist (ladder kept), some have the top bit set or
+        // are not reduced mod p; the curve points among them have torsion components.
+        let (mut on_curve, mut twist) = (0, 0);
+        for _ in 0..400 {
+            let u = random32();
+            let fixed = FixedPeer::new(u);
+            if fixed.table.is_some() {
+                on_curve += 1;
+            } else {
+                twist += 1;
+            }
+            let k = random32();
+            assert_eq!(*fixed.diffie_hellman(&k), ladder(k, u), "u = {u:?}");
+        }
+        assert!(on_curve > 50 && twist > 50, "{on_curve} {twist}");
+    }
+
+    #[test]
+    fn same_as_the_ladder_for_small_order_and_edge_points() {
+        let mut points: Vec<[u8; 32]> = Vec::new();
+        // 0, 1, and p-1 (u = -1), p, p+1, 2^255-1 (non-canonical).
+        let mut p_minus_1 = [0xffu8; 32];
+        p_minus_1[0] = 0xec;
+        p_minus_1[31] = 0x7f;
+        let mut p = p_minus_1;
+        p[0] = 0xed;
+        let mut p_plus_1 = p_minus_1;
+        p_plus_1[0] = 0xee;
+        let mut one = [0u8; 32];
+        one[0] = 1;
+        points.extend([[0u8; 32], one, p_minus_1, p, p_plus_1, [0xff; 32]]);
+        // The order-8 points' u-coordinates (from the x25519 test literature).
+        for hex in [
+            "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+            "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+        ] {
+            let mut b = [0u8; 32];
+            for (i, byte) in b.iter_mut().enumerate() {
+                *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+            }
+            points.push(b);
+        }
+        for u in points {
+            let fixed = FixedPeer::new(u);
+            for _ in 0..8 {
+                let k = random32();
+                assert_eq!(*fixed.diffie_hellman(&k), ladder(k, u), "u = {u:?}");
+            }
+        }
+    }
+}
