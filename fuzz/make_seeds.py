@@ -202,6 +202,18 @@ def main():
         '<mx-reply><blockquote>quoted</blockquote></mx-reply><font color="red">f</font>').encode())
     write("encrypted_file", "mxc", b"\x03" + b"mxc://example.org/abc_DEF-123")
 
+    # client_store: mautrix-go's store written by mautrix-go v0.15.4 (1), and one of its libolm
+    # pickles with its pickle key (2: key length, key, pickle).
+    import sqlite3
+    mautrix_db = FIX / "client-stores" / "mautrix.db"
+    write("client_store", "mautrix-db", b"\x01" + mautrix_db.read_bytes())
+    key = json.loads((FIX / "client-stores" / "mautrix-made-by.json").read_text())["pickle_key"].encode()
+    c = sqlite3.connect(f"file:{mautrix_db}?mode=ro&immutable=1", uri=True)
+    (pickle,) = c.execute("SELECT session FROM crypto_megolm_inbound_session "
+                          "WHERE session IS NOT NULL ORDER BY session_id LIMIT 1").fetchone()
+    c.close()
+    write("client_store", "mautrix-pickle", b"\x02" + bytes([len(key)]) + key + bytes(pickle))
+
 
 if __name__ == "__main__":
     main()

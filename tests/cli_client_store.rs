@@ -1,5 +1,6 @@
 //! `--client-store`: keys out of stores written by real clients (fixtures/client-stores/, made
-//! with matrix-nio 0.26.0 and pantalaimon 0.10.5 from PyPI; see fixtures/README.md; and
+//! with matrix-nio 0.26.0 and pantalaimon 0.10.5 from PyPI and with mautrix-go v0.15.4; see
+//! fixtures/README.md; and
 //! matrix-sdk SQLite stores written here by matrix-sdk-crypto 0.18 itself), compared exactly
 //! with what each client's own export wrote for the same store; the client's files never
 //! modified; damaged and hostile stores get one-line errors and no output.
@@ -452,7 +453,6 @@ fn sdk_input() -> Vec<Value> {
     v
 }
 
-#[cfg(feature = "matrix-sdk-store")]
 fn inspect_json(env: &Env, store: &Path, extra: &[&str]) -> Value {
     let o = env
         .cmd()
@@ -613,4 +613,338 @@ fn copies_left_by_killed_runs_are_removed_by_the_next_run() {
     ];
     want.sort();
     assert_eq!(names, want);
+}
+
+/// mautrix-go's fixture: `fixtures/client-stores/mautrix.db`, written by mautrix-go v0.15.4
+/// itself (libolm 3.2.13), with its pickle key in `mautrix-made-by.json`.
+const MAUTRIX_PICKLE_KEY: &str = "mautrix fixture pickle key";
+
+/// A copy of the mautrix fixture database, alone in its own directory.
+fn copy_mautrix(env: &Env, dir: &str) -> PathBuf {
+    let d = env.path(dir);
+    std::fs::create_dir_all(&d).unwrap();
+    let db = d.join("mautrix.db");
+    std::fs::copy(fixture("client-stores/mautrix.db"), &db).unwrap();
+    db
+}
+
+/// A copy of the mautrix fixture database changed by `sql`.
+fn mautrix_altered(env: &Env, name: &str, sql: &str) -> PathBuf {
+    let db = copy_mautrix(env, name);
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(sql).unwrap();
+    drop(c);
+    db
+}
+
+/// What mautrix itself exported for its store (`exportSessionsJSON`, the plaintext of its
+/// `ExportKeys`), keyed by session id.
+fn mautrix_export() -> std::collections::BTreeMap<String, Value> {
+    let v = common::read_sessions(&fixture("client-stores/mautrix.export.json"));
+    v.into_iter()
+        .map(|s| (s["session_id"].as_str().unwrap().to_string(), s))
+        .collect()
+}
+
+fn made_by() -> Value {
+    serde_json::from_slice(&std::fs::read(fixture("client-stores/mautrix-made-by.json")).unwrap())
+        .unwrap()
+}
+
+/// Our export of a mautrix store equals mautrix's own, session for session: room, sender
+/// key, session key (so the first known index) and forwarding chain.
+fn assert_same_as_mautrix(ours: &[Value]) {
+    let theirs = mautrix_export();
+    assert_eq!(ours.len(), theirs.len());
+    for s in ours {
+        let id = s["session_id"].as_str().unwrap();
+        let t = theirs
+            .get(id)
+            .unwrap_or_else(|| panic!("{id} not in mautrix's export"));
+        for k in ["room_id", "sender_key", "session_key", "algorithm"] {
+            assert_eq!(s[k], t[k], "{id} {k}");
+        }
+        // mautrix writes a missing chain as null.
+        let chain = |v: &Value| v.as_array().cloned().unwrap_or_default();
+        assert_eq!(
+            chain(&s["forwarding_curve25519_key_chain"]),
+            chain(&t["forwarding_curve25519_key_chain"]),
+            "{id} chain"
+        );
+    }
+}
+
+#[test]
+fn mautrix_store_inspect_and_export_exactly_what_mautrix_exports() {
+    let env = Env::new();
+    let db = copy_mautrix(&env, "mautrix");
+    let before = snapshot(db.parent().unwrap());
+    let v = inspect_json(&env, &db, &[]);
+    assert_eq!(v["kind"], "mautrix");
+    assert_eq!(v["schema_version"], 10);
+    assert_eq!(v["account"]["user_id"], "@alice:example.org");
+    assert_eq!(v["account"]["device_id"], "MAUTRIXDEV");
+    assert_eq!(v["accounts"].as_array().unwrap().len(), 1);
+    // The withheld notice and the redacted session are rows without a session: not counted.
+    assert_eq!(v["sessions"], 6);
+    assert_eq!(v["rooms"], 5);
+    assert_eq!(v["needs_key"], true);
+    // Human form, on the directory holding the one database; no key needed to inspect.
+    let o = env
+        .cmd()
+        .args(["inspect", "--client-store"])
+        .arg(db.parent().unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let t = text(&o.stdout);
+    assert!(
+        t.contains("kind:               mautrix (schema version 10)"),
+        "{t}"
+    );
+    assert!(
+        t.contains("account:            @alice:example.org device MAUTRIXDEV"),
+        "{t}"
+    );
+    assert!(t.contains("inbound sessions:   6 in 5 rooms"), "{t}");
+    assert!(t.contains("mautrix has no default"), "{t}");
+
+    // No pickle key, or a wrong one: refused as nio's wrong key is (12, no output).
+    let out = env.path("mautrix.txt");
+    let o = run_export(&env, false, &db, &out, NO_FLAGS);
+    assert_error(
+        &o,
+        12,
+        "the pickle key does not decrypt the store's sessions",
+        "--client-store-passphrase-file",
+    );
+    assert!(!out.exists());
+    let wrong = env.write_secret("wrong-key.txt", "DEFAULT_KEY\n");
+    let o = run_export(
+        &env,
+        false,
+        &db,
+        &out,
+        &["--client-store-passphrase-file", wrong.to_str().unwrap()],
+    );
+    assert_error(
+        &o,
+        12,
+        "the pickle key does not decrypt the store's sessions",
+        "--client-store-passphrase-file",
+    );
+    assert!(!out.exists());
+
+    // With the key: exactly mautrix's own export.
+    assert_eq!(made_by()["pickle_key"], MAUTRIX_PICKLE_KEY);
+    let pk = env.write_secret("pickle-key.txt", format!("{MAUTRIX_PICKLE_KEY}\n"));
+    let key_flags = ["--client-store-passphrase-file", pk.to_str().unwrap()];
+    let (report, ours) = export_client_store(&env, &db, &key_flags);
+    assert_eq!(report["kind"], "mautrix");
+    assert_eq!(report["sessions"], 6);
+    assert_eq!(report["rooms"], 5);
+    assert_eq!(report["rejected"], 0);
+    assert_eq!(report["withheld"], 2);
+    assert_same_as_mautrix(&ours);
+    // The forwarded session carries its two-key chain; it is known from index 1.
+    let m = made_by();
+    let fwd = ours
+        .iter()
+        .find(|s| s["session_id"] == m["sessions"]["forwarded"])
+        .unwrap();
+    assert_eq!(
+        fwd["forwarding_curve25519_key_chain"],
+        m["forwarding_chain"]
+    );
+    use base64::Engine;
+    let key = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(fwd["session_key"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(key[..5], [1, 0, 0, 0, 1], "exported at index 1");
+    // The Element sessions mautrix imported keep their claimed ed25519 key (mautrix's own
+    // export leaves it empty), and are Element's keys.
+    let element = common::read_sessions(&fixture("export/plaintext/element-three.json"));
+    for e in &element {
+        let s = ours
+            .iter()
+            .find(|s| s["session_id"] == e["session_id"])
+            .unwrap();
+        assert_eq!(s["sender_claimed_keys"], e["sender_claimed_keys"]);
+        assert_eq!(s["session_key"], e["session_key"]);
+    }
+    // --room picks, --client-store-kind forces (both names).
+    for kind in ["mautrix", "mautrix-go"] {
+        let (_, ours) = export_client_store(
+            &env,
+            &db,
+            &[
+                key_flags[0],
+                key_flags[1],
+                "--client-store-kind",
+                kind,
+                "--room",
+                "!ops:example.org",
+            ],
+        );
+        assert_eq!(ours.len(), 1, "{kind}");
+        assert_eq!(ours[0]["session_id"], m["sessions"]["own_ops"]);
+    }
+    // The key from the environment, like every other secret.
+    let out = env.path("env.txt");
+    let o = env
+        .cmd()
+        .env("MXKEYS_CLIENT_STORE_PASSPHRASE", MAUTRIX_PICKLE_KEY)
+        .args(["export", "--client-store"])
+        .arg(&db)
+        .arg("-o")
+        .arg(&out)
+        .args(["--rounds", "1000", "--passphrase-file"])
+        .arg(env.pass_file())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(snapshot(db.parent().unwrap()), before);
+}
+
+#[test]
+fn mautrix_import_records_its_source_and_leaves_the_files_untouched() {
+    let env = Env::new();
+    env.init_store();
+    let db = copy_mautrix(&env, "mautrix");
+    let before = snapshot(db.parent().unwrap());
+    let pk = env.write_secret("pickle-key.txt", MAUTRIX_PICKLE_KEY);
+    let o = env
+        .scmd()
+        .args(["--json", "import", "--client-store-passphrase-file"])
+        .arg(&pk)
+        .arg("--client-store")
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["kind"], "mautrix");
+    assert_eq!(
+        (v["read"].as_u64(), v["imported"].as_u64()),
+        (Some(6), Some(6))
+    );
+    assert_eq!(v["libolm_pickles"], 6);
+    assert_eq!(v["withheld"], 2);
+    // Schema 10 has no key source: nothing is known as imported by the client.
+    assert_eq!(v["imported_by_client"], 0);
+    let list = env.list_json();
+    let want = format!("client-store:mautrix:{}", db.display());
+    for r in list["rooms"].as_array().unwrap() {
+        let from = r["sources"].as_object().unwrap();
+        assert_eq!(from.keys().collect::<Vec<_>>(), vec![&want], "{r}");
+    }
+    assert_same_as_mautrix(&env.export_sessions("all.txt", &[]));
+    env.cmd()
+        .args(["inspect", "--client-store"])
+        .arg(&db)
+        .assert()
+        .success();
+    assert_eq!(snapshot(db.parent().unwrap()), before);
+}
+
+#[test]
+fn mautrix_current_schema_and_damaged_stores() {
+    let env = Env::new();
+    let pk = env.write_secret("pickle-key.txt", MAUTRIX_PICKLE_KEY);
+    let key_flags = ["--client-store-passphrase-file", pk.to_str().unwrap()];
+    // The columns mautrix-go's upgrades 11 to 21 add (crypto/sql_store_upgrade at its HEAD),
+    // with key sources and a backup version set as a current mautrix sets them.
+    let current = mautrix_altered(
+        &env,
+        "current",
+        "ALTER TABLE crypto_account ADD COLUMN key_backup_version TEXT NOT NULL DEFAULT '';
+         ALTER TABLE crypto_megolm_inbound_session ADD COLUMN shared_history BOOLEAN;
+         ALTER TABLE crypto_megolm_inbound_session ADD COLUMN key_backup_version TEXT NOT NULL DEFAULT '';
+         ALTER TABLE crypto_megolm_inbound_session ADD COLUMN key_source TEXT NOT NULL DEFAULT '';
+         ALTER TABLE crypto_megolm_inbound_session ADD COLUMN source_user TEXT NOT NULL DEFAULT '';
+         UPDATE crypto_megolm_inbound_session SET key_source = 'direct';
+         UPDATE crypto_megolm_inbound_session SET key_source = 'import' WHERE forwarding_chains = '' AND sender_key NOT IN (SELECT sender_key FROM crypto_megolm_inbound_session WHERE room_id = '!ops:example.org');
+         UPDATE crypto_megolm_inbound_session SET key_source = 'forward' WHERE forwarding_chains LIKE '%,%';
+         UPDATE crypto_megolm_inbound_session SET key_backup_version = '1' WHERE room_id = '!bridge:example.org';
+         UPDATE crypto_version SET version = 21, compat = 20;",
+    );
+    let (report, ours) = export_client_store(&env, &current, &key_flags);
+    assert_eq!(report["sessions"], 6);
+    assert_eq!(report["imported_by_client"], 3);
+    assert_same_as_mautrix(&ours);
+    assert_eq!(inspect_json(&env, &current, &[])["schema_version"], 21);
+    // A newer version that mautrix marks compatible with one mxkeys reads is read.
+    let compatible = mautrix_altered(
+        &env,
+        "compatible",
+        "UPDATE crypto_version SET version = 24, compat = 20;",
+    );
+    let (_, ours) = export_client_store(&env, &compatible, &key_flags);
+    assert_eq!(ours.len(), 6);
+    // One that is not: refused, never migrated.
+    let newer = mautrix_altered(
+        &env,
+        "newer",
+        "UPDATE crypto_version SET version = 99, compat = 99;",
+    );
+    export_fails(
+        &env,
+        &newer,
+        13,
+        "mautrix store schema version 99; mxkeys reads versions up to 21",
+        "newer mxkeys",
+    );
+    // Truncated: as nio's.
+    let bytes = std::fs::read(fixture("client-stores/mautrix.db")).unwrap();
+    let truncated = env.write("mautrix-truncated.db", &bytes[..bytes.len() / 3]);
+    export_fails(
+        &env,
+        &truncated,
+        13,
+        "not a readable SQLite database",
+        "truncated or damaged",
+    );
+    // One garbage pickle: that row is reported and skipped (exit 3), the rest exported.
+    let one_bad = mautrix_altered(
+        &env,
+        "one-bad",
+        "UPDATE crypto_megolm_inbound_session SET session = X'00ff00' \
+         WHERE room_id = '!ops:example.org' AND withheld_code IS NULL;",
+    );
+    let out = env.path("partial.txt");
+    let o = run_export(&env, true, &one_bad, &out, &key_flags);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["sessions"].as_u64(), v["rejected"].as_u64()),
+        (Some(5), Some(1))
+    );
+    assert_eq!(v["rejections"][0]["room_id"], "!ops:example.org");
+    // A pickle of another session under a row's id is refused, not exported under that id.
+    let swapped = mautrix_altered(
+        &env,
+        "swapped",
+        "UPDATE crypto_megolm_inbound_session SET session = (SELECT session FROM \
+         crypto_megolm_inbound_session WHERE room_id = '!bridge:example.org' AND \
+         forwarding_chains = '') WHERE room_id = '!ops:example.org' AND withheld_code IS NULL;",
+    );
+    let o = run_export(&env, true, &swapped, &env.path("swapped.txt"), &key_flags);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v["rejections"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the pickle holds session"),
+        "{v}"
+    );
+    // Not mautrix's tables any more: an unknown kind.
+    let other = mautrix_altered(&env, "other", "DROP TABLE crypto_megolm_inbound_session;");
+    export_fails(
+        &env,
+        &other,
+        13,
+        "no table of a known client",
+        "--client-store-kind",
+    );
 }

@@ -4,8 +4,11 @@
 //! - 0: a pickled inbound session (vodozemac's under SHA-256 of the key, or libolm's), with
 //!   nio's default pickle key; one that unpickles exports under its own session id and not
 //!   under another, at its first known index;
-//! - 1: a whole database file (a copy of a nio or pantalaimon store, damaged at will): open,
-//!   inspect and read every session without a panic; a session read is valid.
+//! - 1: a whole database file (a copy of a nio, pantalaimon or mautrix-go store, damaged at
+//!   will): open, inspect and read every session without a panic; a session read is valid (a
+//!   mautrix store is read again under the fixture's pickle key, mautrix having no default);
+//! - 2: a pickle as mautrix-go keeps it (libolm's, under any pickle key's bytes): the first
+//!   byte is the key's length, then the key, then the pickle; the same checks as 0.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -15,9 +18,17 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    match mode % 2 {
-        0 => {
-            if let Ok((s, _)) = pickle::inbound_session(rest, b"DEFAULT_KEY") {
+    match mode % 3 {
+        m @ (0 | 2) => {
+            let (key, rest): (&[u8], &[u8]) = if m == 0 {
+                (b"DEFAULT_KEY", rest)
+            } else {
+                let Some((&n, tail)) = rest.split_first() else {
+                    return;
+                };
+                tail.split_at(usize::from(n).min(tail.len()))
+            };
+            if let Ok((s, _)) = pickle::inbound_session(rest, key) {
                 let id = s.session_id();
                 let e = pickle::exported(
                     &s,
@@ -60,6 +71,19 @@ fuzz_target!(|data: &[u8]| {
                 assert!(!s.session_id.is_empty());
                 Ok(())
             });
+            if opened.kind() == client_store::Kind::Mautrix {
+                let keyed = OpenOptions {
+                    key: Some(mxkeys::secret::Passphrase::new(
+                        b"mautrix fixture pickle key".to_vec(),
+                    )),
+                    ..OpenOptions::default()
+                };
+                let _ = opened.inspect(&keyed);
+                let _ = opened.read_sessions(&keyed, &mut |s| {
+                    assert!(!s.session_id.is_empty());
+                    Ok(())
+                });
+            }
             // The original bytes were never changed.
             assert_eq!(std::fs::read(&db).ok().as_deref(), Some(rest));
         }

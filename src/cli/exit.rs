@@ -120,10 +120,10 @@ fn hint_for_export(e: &ExportFormatError) -> &'static str {
 fn hint_for_client_store(e: &ClientStoreError) -> &'static str {
     match e {
         ClientStoreError::NotFound(_) => {
-            "give the client's store: nio's store directory or its {user}_{device}.db, pantalaimon's data directory or pan.db"
+            "give the client's store: nio's store directory or its {user}_{device}.db, pantalaimon's data directory or pan.db, a mautrix-go bridge's or gomuks' SQLite database"
         }
         ClientStoreError::UnknownKind { .. } => {
-            "mxkeys reads matrix-nio, pantalaimon and matrix-sdk (SQLite) stores; give the database file itself, or force the kind with --client-store-kind"
+            "mxkeys reads matrix-nio, pantalaimon, matrix-sdk and mautrix-go (SQLite) stores; give the database file itself, or force the kind with --client-store-kind"
         }
         ClientStoreError::Unreadable { .. } => {
             "the file is not a database, or a truncated or damaged copy; copy the store again from the client's machine (stop the client first)"
@@ -135,7 +135,7 @@ fn hint_for_client_store(e: &ClientStoreError) -> &'static str {
             "`mxkeys inspect --client-store PATH` lists the accounts the store holds"
         }
         ClientStoreError::WrongPickleKey { .. } => {
-            "give the client's pickle key with --client-store-passphrase-file (nio's default, DEFAULT_KEY, is tried when none is given)"
+            "give the client's pickle key with --client-store-passphrase-file (nio's default, DEFAULT_KEY, is tried when none is given; a mautrix bridge's is its configured pickle key)"
         }
         ClientStoreError::WrongPassphrase { .. } => {
             "give the passphrase the client sealed its store with (--client-store-passphrase-file, --client-store-passphrase-fd, MXKEYS_CLIENT_STORE_PASSPHRASE)"

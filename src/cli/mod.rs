@@ -313,13 +313,14 @@ pub struct ImportArgs {
 pub struct ClientStoreArgs {
     /// Read the keys of another client's store: matrix-nio's store directory or
     /// {user}_{device}.db, pantalaimon's data directory or pan.db, a matrix-sdk store directory
-    /// (matrix-sdk-crypto.sqlite3); read from a copy, never modified
+    /// (matrix-sdk-crypto.sqlite3), a mautrix-go SQLite database (bridges, gomuks); read from a
+    /// copy, never modified
     #[arg(long, value_name = "PATH", value_hint = ValueHint::AnyPath, help_heading = "Client store")]
     pub client_store: Option<PathBuf>,
     /// The store's kind instead of detecting it
-    #[arg(long, value_name = "KIND", value_parser = ["nio", "pantalaimon", "matrix-sdk"], requires = "client_store", help_heading = "Client store")]
+    #[arg(long, value_name = "KIND", value_parser = ["nio", "pantalaimon", "matrix-sdk", "mautrix", "mautrix-go"], requires = "client_store", help_heading = "Client store")]
     pub client_store_kind: Option<String>,
-    /// The account to read, for stores of several (pantalaimon): @user:server or @user:server/DEVICE
+    /// The account to read, for stores of several (pantalaimon, mautrix): @user:server or @user:server/DEVICE
     #[arg(
         long,
         value_name = "USER_ID",
@@ -327,7 +328,7 @@ pub struct ClientStoreArgs {
         help_heading = "Client store"
     )]
     pub client_store_user: Option<String>,
-    /// Read the client's pickle key or store passphrase from this file [default: nio's DEFAULT_KEY]
+    /// Read the client's pickle key or store passphrase from this file [default: nio's DEFAULT_KEY; mautrix has no default]
     #[arg(long, value_name = "PATH", value_hint = ValueHint::FilePath, requires = "client_store", help_heading = "Client store")]
     pub client_store_passphrase_file: Option<PathBuf>,
     /// Read the client's pickle key or store passphrase from this open file descriptor

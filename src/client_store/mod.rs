@@ -11,10 +11,12 @@
 //! a write-ahead log, or a migration, can never touch the original.
 //!
 //! Kinds: [`nio`] (matrix-nio: matrix-commander, nio bots; pantalaimon's `pan.db` is the same
-//! schema with several accounts) and [`matrix_sdk`] (matrix-rust-sdk's SQLite crypto store).
+//! schema with several accounts), [`matrix_sdk`] (matrix-rust-sdk's SQLite crypto store) and
+//! [`mautrix`] (mautrix-go's SQL crypto store: the mautrix bridges, gomuks).
 
 #[cfg(feature = "matrix-sdk-store")]
 pub mod matrix_sdk;
+pub mod mautrix;
 pub mod nio;
 pub mod pickle;
 pub mod snapshot;
@@ -35,6 +37,8 @@ pub enum Kind {
     Pantalaimon,
     /// matrix-rust-sdk's SQLite crypto store (`matrix-sdk-crypto.sqlite3`).
     MatrixSdk,
+    /// mautrix-go's SQL crypto store (the mautrix bridges, gomuks), in SQLite.
+    Mautrix,
 }
 
 impl Kind {
@@ -44,6 +48,7 @@ impl Kind {
             Kind::Nio => "nio",
             Kind::Pantalaimon => "pantalaimon",
             Kind::MatrixSdk => "matrix-sdk",
+            Kind::Mautrix => "mautrix",
         }
     }
 
@@ -53,6 +58,7 @@ impl Kind {
             "nio" | "matrix-nio" => Some(Kind::Nio),
             "pantalaimon" => Some(Kind::Pantalaimon),
             "matrix-sdk" | "matrix-sdk-sqlite" => Some(Kind::MatrixSdk),
+            "mautrix" | "mautrix-go" => Some(Kind::Mautrix),
             _ => None,
         }
     }
@@ -177,8 +183,8 @@ impl ClientStoreError {
 pub struct OpenOptions {
     /// Force a kind instead of detecting it.
     pub kind: Option<Kind>,
-    /// The key the client sealed its store or pickles with (nio: the pickle key; `None`
-    /// means the client's default).
+    /// The key the client sealed its store or pickles with (nio, mautrix: the pickle key;
+    /// `None` means the client's default, and mautrix has none).
     pub key: Option<crate::secret::Passphrase>,
     /// Which account, for stores holding several (pantalaimon): a user id, optionally
     /// `USER/DEVICE`.
@@ -293,7 +299,7 @@ fn database_file(path: &Path) -> Result<(PathBuf, Option<Kind>), ClientStoreErro
         1 => Ok((dbs.remove(0), None)),
         0 => Err(ClientStoreError::UnknownKind {
             path: shown,
-            reason: "a directory without a nio (*.db), pantalaimon (pan.db) or matrix-sdk (matrix-sdk-crypto.sqlite3) database".into(),
+            reason: "a directory without a nio or mautrix (*.db), pantalaimon (pan.db) or matrix-sdk (matrix-sdk-crypto.sqlite3) database".into(),
         }),
         n => Err(ClientStoreError::UnknownKind {
             path: shown,
@@ -342,7 +348,7 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Opened, ClientStoreError>
         (None, None) => {
             return Err(ClientStoreError::UnknownKind {
                 path: file.display().to_string(),
-                reason: "no table of a known client (nio's megolminboundsessions, matrix-sdk's inbound_group_session)".into(),
+                reason: "no table of a known client (nio's megolminboundsessions, matrix-sdk's inbound_group_session, mautrix's crypto_megolm_inbound_session)".into(),
             });
         }
     };
@@ -374,6 +380,7 @@ impl Opened {
             Kind::MatrixSdk => matrix_sdk::inspect(&self.snapshot, &self.file, opts),
             #[cfg(not(feature = "matrix-sdk-store"))]
             Kind::MatrixSdk => Err(self.no_sdk()),
+            Kind::Mautrix => mautrix::inspect(&self.snapshot, &self.file, opts),
             k => nio::inspect(&self.snapshot, &self.file, k, opts),
         }
     }
@@ -389,6 +396,7 @@ impl Opened {
             Kind::MatrixSdk => matrix_sdk::read_sessions(&self.snapshot, &self.file, opts, f),
             #[cfg(not(feature = "matrix-sdk-store"))]
             Kind::MatrixSdk => Err(self.no_sdk().into()),
+            Kind::Mautrix => mautrix::read_sessions(&self.snapshot, &self.file, opts, f),
             k => nio::read_sessions(&self.snapshot, &self.file, k, opts, f),
         }
     }

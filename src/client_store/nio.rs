@@ -35,8 +35,8 @@ fn connect(snap: &Snapshot, file: &Path, kind: Kind) -> Result<Connection, Clien
     snap.connect().map_err(|e| damaged(file, kind, e))
 }
 
-/// Does the copy look like nio's schema? `None` when it is SQLite without nio's tables; an
-/// error when it is not a database at all.
+/// Which kind's tables the copy has (nio's, pantalaimon's, matrix-sdk's or mautrix-go's)?
+/// `None` when it is SQLite without any of them; an error when it is not a database at all.
 pub fn detect(snap: &Snapshot, file: &Path) -> Result<Option<Kind>, ClientStoreError> {
     let unreadable = |e: rusqlite::Error| ClientStoreError::Unreadable {
         path: file.display().to_string(),
@@ -54,6 +54,9 @@ pub fn detect(snap: &Snapshot, file: &Path) -> Result<Option<Kind>, ClientStoreE
     };
     if tables.contains("inbound_group_session") && tables.contains("kv") {
         return Ok(Some(Kind::MatrixSdk));
+    }
+    if tables.contains("crypto_megolm_inbound_session") && tables.contains("crypto_account") {
+        return Ok(Some(Kind::Mautrix));
     }
     if tables.contains("megolminboundsessions") && tables.contains("accounts") {
         // pantalaimon adds its own tables to nio's in the same file.
@@ -110,11 +113,11 @@ fn accounts(
 }
 
 /// The account to read: the only one, or the one `--user` names (`USER` or `USER/DEVICE`).
-fn choose(
-    all: &[(i64, Account)],
+pub(super) fn choose<K: Clone>(
+    all: &[(K, Account)],
     user: Option<&str>,
     file: &Path,
-) -> Result<Option<(i64, Account)>, ClientStoreError> {
+) -> Result<Option<(K, Account)>, ClientStoreError> {
     let list = || {
         all.iter()
             .map(|(_, a)| format!("{} {}", a.user_id, a.device_id))
@@ -136,7 +139,7 @@ fn choose(
                 Some((a, b)) => (a, Some(b)),
                 None => (u, None),
             };
-            let hits: Vec<&(i64, Account)> = all
+            let hits: Vec<&(K, Account)> = all
                 .iter()
                 .filter(|(_, a)| a.user_id == uid && dev.is_none_or(|d| a.device_id == d))
                 .collect();

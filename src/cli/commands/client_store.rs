@@ -1,5 +1,5 @@
 //! `--client-store PATH` for `inspect`, `import` and `export`: the keys of another client's
-//! own database (matrix-nio, pantalaimon, matrix-sdk), read from a copy, the original never
+//! own database (matrix-nio, pantalaimon, matrix-sdk, mautrix-go), read from a copy, the original never
 //! modified.
 
 use std::io::Write;
@@ -155,6 +155,9 @@ pub fn inspect(ctx: &Context<'_>, a: &ClientStoreArgs, path: &Path) -> anyhow::R
             "passphrase:         sealed: the sessions and the account need the store's passphrase".into()
         }
         Kind::MatrixSdk => "passphrase:         none (the store is not sealed)".into(),
+        Kind::Mautrix => {
+            "pickle key:         needed to read the sessions (the bridge's or client's pickle key; mautrix has no default)".into()
+        }
         _ => "pickle key:         needed to read the sessions (nio's default DEFAULT_KEY is tried first)"
             .into(),
     });
