@@ -149,6 +149,23 @@ fn bench(c: &mut Criterion) {
                 .sum::<usize>()
         })
     });
+    // The same 500 sessions through the table of the backup key (what `backup upload` uses).
+    let encryptor = mxkeys::backup::BackupEncryptor::new(&public);
+    g.bench_function("encrypt_500_sessions_fixed_key_table", |b| {
+        b.iter(|| {
+            s[..500]
+                .iter()
+                .map(|x| {
+                    encryptor
+                        .encrypt_session(x, 0, false)
+                        .unwrap()
+                        .session_data
+                        .ciphertext
+                        .len()
+                })
+                .sum::<usize>()
+        })
+    });
     g.bench_function("decrypt_500_sessions_parallel", |b| {
         b.iter(|| mxkeys::backup::decrypt_many(&key, &backed).len())
     });

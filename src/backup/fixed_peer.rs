@@ -18,6 +18,7 @@ use curve25519_dalek::constants::ED25519_BASEPOINT_TABLE;
 use curve25519_dalek::edwards::EdwardsBasepointTable;
 use curve25519_dalek::montgomery::MontgomeryPoint;
 use curve25519_dalek::scalar::{Scalar, clamp_integer};
+use curve25519_dalek::traits::BasepointTable;
 use zeroize::Zeroizing;
 
 /// Precomputed multiples of one X25519 public key.
@@ -45,9 +46,9 @@ impl FixedPeer {
         };
         // k/8: the clamped scalar shifted right by 3 bits, below 2^252 < ℓ.
         let mut eighth = Zeroizing::new([0u8; 32]);
-        for i in 0..32 {
-            let next = if i < 31 { clamped[i + 1] } else { 0 };
-            eighth[i] = (clamped[i] >> 3) | (next << 5);
+        for (i, out) in eighth.iter_mut().enumerate() {
+            let next = clamped.get(i + 1).copied().unwrap_or(0);
+            *out = (clamped[i] >> 3) | (next << 5);
         }
         let s = Zeroizing::new(Scalar::from_bytes_mod_order(*eighth));
         Zeroizing::new((&**table * &*s).to_montgomery().to_bytes())
