@@ -750,14 +750,7 @@ impl BackupEncryptor {
         forwarded_count: u32,
         is_verified: bool,
     ) -> Result<KeyBackupData, BackupError> {
-        let plaintext = backed_up_session_json(session);
-        Ok(KeyBackupData {
-            first_message_index: session.first_known_index(),
-            forwarded_count,
-            is_verified,
-            session_data: self.encrypt(&plaintext)?,
-            extra: Map::new(),
-        })
+        backup_entry(session, forwarded_count, is_verified, |pt| self.encrypt(pt))
     }
 }
 
@@ -832,12 +825,24 @@ pub fn encrypt_session(
     forwarded_count: u32,
     is_verified: bool,
 ) -> Result<KeyBackupData, BackupError> {
+    backup_entry(session, forwarded_count, is_verified, |pt| {
+        encrypt(public_key, pt)
+    })
+}
+
+/// A session as a backup entry, its plaintext sealed by `seal`.
+fn backup_entry(
+    session: &ExportedSession,
+    forwarded_count: u32,
+    is_verified: bool,
+    seal: impl FnOnce(&[u8]) -> Result<SessionData, BackupError>,
+) -> Result<KeyBackupData, BackupError> {
     let plaintext = backed_up_session_json(session);
     Ok(KeyBackupData {
         first_message_index: session.first_known_index(),
         forwarded_count,
         is_verified,
-        session_data: encrypt(public_key, &plaintext)?,
+        session_data: seal(&plaintext)?,
         extra: Map::new(),
     })
 }

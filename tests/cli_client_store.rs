@@ -116,14 +116,7 @@ fn inspect_says_what_kind_whose_and_how_many() {
     assert_eq!(v["rooms"], 5);
     assert!(v["client_store"].as_str().unwrap().ends_with(NIO_DB));
     // Human form, on the database file itself; no pickle key is needed to inspect.
-    let o = env
-        .cmd()
-        .args(["inspect", "--client-store"])
-        .arg(store.join(NIO_DB))
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    let t = text(&o.stdout);
+    let t = inspect_text(&env, &store.join(NIO_DB));
     assert!(
         t.contains("kind:               nio (schema version 2)"),
         "{t}"
@@ -329,9 +322,7 @@ fn import_into_the_store_in_one_transaction_and_the_client_files_stay_untouched(
 fn altered(env: &Env, name: &str, sql: &str) -> PathBuf {
     let dir = copy_store(env, "nio-default");
     let db = dir.join(NIO_DB);
-    let c = rusqlite::Connection::open(&db).unwrap();
-    c.execute_batch(sql).unwrap();
-    drop(c);
+    run_sql(&db, sql);
     let to = env.path(name);
     std::fs::rename(&db, &to).unwrap();
     to
@@ -451,6 +442,26 @@ fn sdk_input() -> Vec<Value> {
     e["m.shared_history"] = Value::Bool(true);
     v.push(e);
     v
+}
+
+/// `inspect --client-store` in human form, which must succeed.
+fn inspect_text(env: &Env, store: &Path) -> String {
+    let o = env
+        .cmd()
+        .args(["inspect", "--client-store"])
+        .arg(store)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    text(&o.stdout)
+}
+
+/// Run `sql` on a copied database.
+fn run_sql(db: &Path, sql: &str) {
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .execute_batch(sql)
+        .unwrap();
 }
 
 fn inspect_json(env: &Env, store: &Path, extra: &[&str]) -> Value {
@@ -631,9 +642,7 @@ fn copy_mautrix(env: &Env, dir: &str) -> PathBuf {
 /// A copy of the mautrix fixture database changed by `sql`.
 fn mautrix_altered(env: &Env, name: &str, sql: &str) -> PathBuf {
     let db = copy_mautrix(env, name);
-    let c = rusqlite::Connection::open(&db).unwrap();
-    c.execute_batch(sql).unwrap();
-    drop(c);
+    run_sql(&db, sql);
     db
 }
 
@@ -690,14 +699,7 @@ fn mautrix_store_inspect_and_export_exactly_what_mautrix_exports() {
     assert_eq!(v["rooms"], 5);
     assert_eq!(v["needs_key"], true);
     // Human form, on the directory holding the one database; no key needed to inspect.
-    let o = env
-        .cmd()
-        .args(["inspect", "--client-store"])
-        .arg(db.parent().unwrap())
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    let t = text(&o.stdout);
+    let t = inspect_text(&env, db.parent().unwrap());
     assert!(
         t.contains("kind:               mautrix (schema version 10)"),
         "{t}"

@@ -26,11 +26,7 @@ pub const KNOWN_SCHEMA: i64 = 17;
 pub const OLDEST_SCHEMA: i64 = 1;
 
 fn damaged(file: &Path, e: impl std::fmt::Display) -> ClientStoreError {
-    ClientStoreError::Damaged {
-        path: file.display().to_string(),
-        kind: Kind::MatrixSdk,
-        reason: e.to_string(),
-    }
+    ClientStoreError::damaged(file, Kind::MatrixSdk, e)
 }
 
 /// The schema version and whether the store is sealed, read with plain SQLite from the copy.

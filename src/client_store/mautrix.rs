@@ -20,9 +20,9 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension};
 
-use super::pickle::{self, Format, PickleError};
+use super::rows::{PickledRow, RowReader};
 use super::snapshot::Snapshot;
-use super::{Account, ClientStoreError, Kind, OpenOptions, ReadSummary, RejectedRow, StoreInfo};
+use super::{Account, ClientStoreError, Kind, OpenOptions, ReadSummary, StoreInfo};
 use crate::session::ExportedSession;
 
 /// The newest `crypto_version` read (mautrix-go v0.15 writes 10; the current one 21).
@@ -31,11 +31,7 @@ pub const KNOWN_SCHEMA: i64 = 21;
 const KIND: Kind = Kind::Mautrix;
 
 fn damaged(file: &Path, e: impl std::fmt::Display) -> ClientStoreError {
-    ClientStoreError::Damaged {
-        path: file.display().to_string(),
-        kind: KIND,
-        reason: e.to_string(),
-    }
+    ClientStoreError::damaged(file, KIND, e)
 }
 
 /// The store's schema version, refused when newer than mxkeys reads and not compatible with
@@ -180,11 +176,10 @@ pub fn read_sessions(
     let mut rows = c.prepare(&sql).map_err(|e| damaged(file, e))?;
     let mut q = rows.query([&account_id]).map_err(|e| damaged(file, e))?;
     let key: Option<&[u8]> = opts.key.as_ref().map(|k| k.expose_secret());
-    let mut summary = ReadSummary {
+    let mut reader = RowReader::new(ReadSummary {
         withheld: Some(0),
         ..ReadSummary::default()
-    };
-    let (mut seen, mut undecryptable) = (0u64, 0u64);
+    });
     while let Some(r) = q.next().map_err(|e| damaged(file, e))? {
         let (session_id, sender_key, signing_key, room_id) =
             (text(r, 0), text(r, 1), text(r, 2), text(r, 3));
@@ -194,74 +189,44 @@ pub fn read_sessions(
             }
             _ => None,
         };
-        let withheld_code = text(r, 6);
-        let mut reject = |reason: String| {
-            if summary.rejected.len() < super::MAX_REJECTED_LISTED {
-                summary.rejected.push(RejectedRow {
-                    room_id: room_id.clone(),
-                    session_id: session_id.clone(),
-                    reason,
-                });
-            }
-        };
         let Some(blob) = blob else {
-            if withheld_code.is_empty() {
-                reject("the row holds no session and no withheld code".into());
-            } else if let Some(w) = summary.withheld.as_mut() {
-                *w += 1;
+            if !text(r, 6).is_empty() {
+                if let Some(w) = reader.summary.withheld.as_mut() {
+                    *w += 1;
+                }
+            } else {
+                reader.reject(
+                    &room_id,
+                    &session_id,
+                    "the row holds no session and no withheld code".into(),
+                );
             }
             continue;
         };
-        seen += 1;
-        let Some(key) = key else {
-            undecryptable += 1;
-            continue;
+        let row = PickledRow {
+            session_id: &session_id,
+            room_id: &room_id,
+            sender_key: &sender_key,
+            claimed_ed25519: &signing_key,
+            pickle: &blob,
         };
-        let (session, format) = match pickle::inbound_session(&blob, key) {
-            Ok(x) => x,
-            Err(e) => {
-                if e == PickleError::Undecryptable {
-                    undecryptable += 1;
-                }
-                reject(e.to_string());
-                continue;
-            }
+        let chain = || {
+            Ok(text(r, 5)
+                .split(',')
+                .filter(|k| !k.is_empty())
+                .map(str::to_string)
+                .collect())
         };
-        let chain: Vec<String> = text(r, 5)
-            .split(',')
-            .filter(|k| !k.is_empty())
-            .map(str::to_string)
-            .collect();
-        match pickle::exported(
-            &session,
-            &session_id,
-            &room_id,
-            &sender_key,
-            Some(&signing_key),
-            &chain,
-        ) {
-            Ok(s) => {
-                if format == Format::Libolm {
-                    summary.libolm_pickles += 1;
-                }
-                let source = text(r, 7);
-                if source == "import" || source == "backup" {
-                    summary.imported_by_client += 1;
-                }
-                if !text(r, 8).is_empty() {
-                    summary.backed_up_by_client += 1;
-                }
-                summary.sessions += 1;
-                f(s)?;
+        if let Some(s) = reader.read(key, &row, chain)? {
+            let source = text(r, 7);
+            if source == "import" || source == "backup" {
+                reader.summary.imported_by_client += 1;
             }
-            Err(e) => reject(e.to_string()),
+            if !text(r, 8).is_empty() {
+                reader.summary.backed_up_by_client += 1;
+            }
+            f(s)?;
         }
     }
-    if seen > 0 && undecryptable == seen {
-        return Err(ClientStoreError::WrongPickleKey {
-            path: file.display().to_string(),
-        }
-        .into());
-    }
-    Ok(summary)
+    Ok(reader.finish(file)?)
 }

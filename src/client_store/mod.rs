@@ -19,6 +19,7 @@ pub mod matrix_sdk;
 pub mod mautrix;
 pub mod nio;
 pub mod pickle;
+mod rows;
 pub mod snapshot;
 
 use std::path::{Path, PathBuf};
@@ -158,6 +159,15 @@ pub enum ClientStoreError {
 }
 
 impl ClientStoreError {
+    /// [`ClientStoreError::Damaged`] for the store of `kind` at `file`.
+    pub(crate) fn damaged(file: &Path, kind: Kind, e: impl std::fmt::Display) -> Self {
+        ClientStoreError::Damaged {
+            path: file.display().to_string(),
+            kind,
+            reason: e.to_string(),
+        }
+    }
+
     /// The broad class.
     pub fn kind(&self) -> crate::ErrorKind {
         use crate::ErrorKind as K;

@@ -13,9 +13,9 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension};
 
-use super::pickle::{self, Format, PickleError};
+use super::rows::{PickledRow, RowReader};
 use super::snapshot::Snapshot;
-use super::{Account, ClientStoreError, Kind, OpenOptions, ReadSummary, RejectedRow, StoreInfo};
+use super::{Account, ClientStoreError, Kind, OpenOptions, ReadSummary, StoreInfo};
 use crate::session::ExportedSession;
 
 /// nio's default pickle key.
@@ -23,16 +23,9 @@ pub const DEFAULT_PICKLE_KEY: &str = "DEFAULT_KEY";
 /// The newest `storeversion` read (nio 0.20 to 0.26 write 2).
 pub const KNOWN_SCHEMA: i64 = 2;
 
-fn damaged(file: &Path, kind: Kind, e: impl std::fmt::Display) -> ClientStoreError {
-    ClientStoreError::Damaged {
-        path: file.display().to_string(),
-        kind,
-        reason: e.to_string(),
-    }
-}
-
 fn connect(snap: &Snapshot, file: &Path, kind: Kind) -> Result<Connection, ClientStoreError> {
-    snap.connect().map_err(|e| damaged(file, kind, e))
+    snap.connect()
+        .map_err(|e| ClientStoreError::damaged(file, kind, e))
 }
 
 /// Which kind's tables the copy has (nio's, pantalaimon's, matrix-sdk's or mautrix-go's)?
@@ -74,7 +67,7 @@ fn schema_version(
     let v: Option<i64> = c
         .query_row("SELECT MAX(version) FROM storeversion", [], |r| r.get(0))
         .optional()
-        .map_err(|e| damaged(file, kind, e))?
+        .map_err(|e| ClientStoreError::damaged(file, kind, e))?
         .flatten();
     if let Some(found) = v
         && found > KNOWN_SCHEMA
@@ -96,7 +89,7 @@ fn accounts(
 ) -> Result<Vec<(i64, Account)>, ClientStoreError> {
     let mut s = c
         .prepare("SELECT id, user_id, device_id FROM accounts ORDER BY user_id, device_id")
-        .map_err(|e| damaged(file, kind, e))?;
+        .map_err(|e| ClientStoreError::damaged(file, kind, e))?;
     let rows = s
         .query_map([], |r| {
             Ok((
@@ -108,7 +101,7 @@ fn accounts(
             ))
         })
         .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
-        .map_err(|e| damaged(file, kind, e))?;
+        .map_err(|e| ClientStoreError::damaged(file, kind, e))?;
     Ok(rows)
 }
 
@@ -181,7 +174,7 @@ pub fn inspect(
             [chosen.as_ref().map(|(id, _)| *id)],
             |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
         )
-        .map_err(|e| damaged(file, kind, e))?;
+        .map_err(|e| ClientStoreError::damaged(file, kind, e))?;
     Ok(StoreInfo {
         path: file.to_path_buf(),
         kind,
@@ -216,21 +209,21 @@ pub fn read_sessions(
         .unwrap_or(DEFAULT_PICKLE_KEY.as_bytes());
     let mut chains = c
         .prepare("SELECT sender_key FROM forwardedchains WHERE session_id = ?1 ORDER BY id")
-        .map_err(|e| damaged(file, kind, e))?;
+        .map_err(|e| ClientStoreError::damaged(file, kind, e))?;
     let mut rows = c
         .prepare(
             "SELECT session_id, sender_key, fp_key, room_id, session FROM megolminboundsessions \
              WHERE account_id = ?1 ORDER BY session_id",
         )
-        .map_err(|e| damaged(file, kind, e))?;
+        .map_err(|e| ClientStoreError::damaged(file, kind, e))?;
     let mut q = rows
         .query([account_id])
-        .map_err(|e| damaged(file, kind, e))?;
-    let mut summary = ReadSummary::default();
-    let mut undecryptable = 0u64;
-    let mut seen = 0u64;
-    while let Some(r) = q.next().map_err(|e| damaged(file, kind, e))? {
-        seen += 1;
+        .map_err(|e| ClientStoreError::damaged(file, kind, e))?;
+    let mut reader = RowReader::default();
+    while let Some(r) = q
+        .next()
+        .map_err(|e| ClientStoreError::damaged(file, kind, e))?
+    {
         let text = |i: usize| -> String {
             match r.get_ref(i) {
                 Ok(rusqlite::types::ValueRef::Text(t)) => String::from_utf8_lossy(t).into_owned(),
@@ -244,53 +237,22 @@ pub fn read_sessions(
             }
             _ => Vec::new(),
         };
-        let mut reject = |reason: String| {
-            if summary.rejected.len() < super::MAX_REJECTED_LISTED {
-                summary.rejected.push(RejectedRow {
-                    room_id: room_id.clone(),
-                    session_id: session_id.clone(),
-                    reason,
-                });
-            }
+        let row = PickledRow {
+            session_id: &session_id,
+            room_id: &room_id,
+            sender_key: &sender_key,
+            claimed_ed25519: &fp_key,
+            pickle: &blob,
         };
-        let (session, format) = match pickle::inbound_session(&blob, key) {
-            Ok(x) => x,
-            Err(e) => {
-                if e == PickleError::Undecryptable {
-                    undecryptable += 1;
-                }
-                reject(e.to_string());
-                continue;
-            }
+        let chain = || {
+            chains
+                .query_map([&session_id], |r| r.get::<_, String>(0))
+                .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(|e| ClientStoreError::damaged(file, kind, e))
         };
-        let chain: Vec<String> = chains
-            .query_map([&session_id], |r| r.get::<_, String>(0))
-            .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(|e| damaged(file, kind, e))?;
-        match pickle::exported(
-            &session,
-            &session_id,
-            &room_id,
-            &sender_key,
-            Some(&fp_key),
-            &chain,
-        ) {
-            Ok(s) => {
-                if format == Format::Libolm {
-                    summary.libolm_pickles += 1;
-                }
-                summary.sessions += 1;
-                f(s)?;
-            }
-            Err(e) => reject(e.to_string()),
+        if let Some(s) = reader.read(Some(key), &row, chain)? {
+            f(s)?;
         }
     }
-    if seen > 0 && undecryptable == seen {
-        return Err(ClientStoreError::WrongPickleKey {
-            path: file.display().to_string(),
-        }
-        .into());
-    }
-    summary.rejected.truncate(super::MAX_REJECTED_LISTED);
-    Ok(summary)
+    Ok(reader.finish(file)?)
 }
