@@ -22,6 +22,7 @@
 //! What is not here: the HTTP API and the choice of which secret the user gave.
 
 mod fixed_peer;
+mod fixed_secret;
 
 use std::fmt;
 use std::io;
@@ -302,15 +303,15 @@ impl BackupDecryptionKey {
             )));
         }
 
-        let shared = self
-            .secret()
-            .diffie_hellman(&X25519PublicKey::from(ephemeral));
-        if !shared.was_contributory() {
+        // The ladder's bytes, computed on the Edwards form (fixed_secret.rs says why).
+        let shared =
+            fixed_secret::FixedSecret::new(self.0.expose_secret()).diffie_hellman(&ephemeral);
+        if bool::from(shared.ct_eq(&[0u8; 32])) {
             return Err(BackupError::Malformed(
                 "ephemeral is a weak key (all-zero shared secret)".into(),
             ));
         }
-        let keys = CipherKeys::derive(shared.as_bytes());
+        let keys = CipherKeys::derive(&shared);
         // The libolm quirk: the MAC is over the empty string.
         if hmac_sha256(&keys.mac[..])
             .verify_truncated_left(&mac)
