@@ -42,11 +42,12 @@ impl FixedSecret {
     pub(crate) fn diffie_hellman(&self, public: &[u8; 32]) -> Zeroizing<[u8; 32]> {
         let u = MontgomeryPoint(*public);
         match u.to_edwards(0) {
-            Some(p) => Zeroizing::new(
-                (p.mul_by_cofactor() * &*self.eighth)
-                    .to_montgomery()
-                    .to_bytes(),
-            ),
+            Some(p) => {
+                // By reference, so that no copy of the secret scalar is left on the stack.
+                #[allow(clippy::op_ref)]
+                let shared = p.mul_by_cofactor() * &*self.eighth;
+                Zeroizing::new(shared.to_montgomery().to_bytes())
+            }
             None => Zeroizing::new(u.mul_clamped(*self.clamped).to_bytes()),
         }
     }
