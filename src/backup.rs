@@ -23,6 +23,8 @@
 
 mod fixed_peer;
 mod fixed_secret;
+#[cfg(test)]
+mod ladder_check;
 
 use std::fmt;
 use std::io;
@@ -163,9 +165,14 @@ fn random_error(e: io::Error) -> BackupError {
 
 /// The backup's private key (Curve25519 / X25519 scalar bytes). Redacted `Debug`; zeroized on
 /// drop.
-pub struct BackupDecryptionKey(Key32);
+pub struct BackupDecryptionKey {
+    key: Key32,
+    /// The same secret prepared for the X25519 of every decryption.
+    dh: fixed_secret::FixedSecret,
+}
 
-/// The key bytes live in a [`Key32`], which zeroizes itself on drop.
+/// The key bytes live in a [`Key32`] and a [`fixed_secret::FixedSecret`], which zeroize
+/// themselves on drop.
 impl zeroize::ZeroizeOnDrop for BackupDecryptionKey {}
 
 impl fmt::Debug for BackupDecryptionKey {
@@ -177,12 +184,13 @@ impl fmt::Debug for BackupDecryptionKey {
 impl BackupDecryptionKey {
     /// Wrap key bytes (e.g. from a decoded recovery key).
     pub fn new(key: Key32) -> Self {
-        BackupDecryptionKey(key)
+        let dh = fixed_secret::FixedSecret::new(key.expose_secret());
+        BackupDecryptionKey { key, dh }
     }
 
     /// A fresh random key from the OS RNG (for creating a new backup version).
     pub fn random() -> Result<Self, BackupError> {
-        Key32::random().map(Self).map_err(random_error)
+        Key32::random().map(Self::new).map_err(random_error)
     }
 
     /// Read the base64 text of the 32 key bytes (padded or not), the form secret storage keeps.
@@ -197,17 +205,17 @@ impl BackupDecryptionKey {
         }
         let mut k = Zeroizing::new([0u8; 32]);
         k.copy_from_slice(&bytes);
-        Ok(Self(Key32::new(*k)))
+        Ok(Self::new(Key32::new(*k)))
     }
 
     /// Unpadded base64 of the key bytes (what is stored in secret storage). Secret.
     pub fn to_base64(&self) -> Zeroizing<String> {
-        Zeroizing::new(STANDARD_NO_PAD.encode(self.0.expose_secret()))
+        Zeroizing::new(STANDARD_NO_PAD.encode(self.key.expose_secret()))
     }
 
     /// The raw key, for encoding as a recovery key. Secret.
     pub fn expose_secret(&self) -> &Key32 {
-        &self.0
+        &self.key
     }
 
     /// Derive the key from a legacy (2018-2019, pre-secret-storage) backup passphrase:
@@ -235,7 +243,7 @@ impl BackupDecryptionKey {
             }
         }
         let k = pbkdf2_sha512::<32>(passphrase.expose_secret(), salt.as_bytes(), iterations);
-        Ok(Self(Key32::new(*k)))
+        Ok(Self::new(Key32::new(*k)))
     }
 
     /// [`Self::from_legacy_passphrase`] with the parameters of a backup's `auth_data`.
@@ -258,7 +266,7 @@ impl BackupDecryptionKey {
     }
 
     fn secret(&self) -> StaticSecret {
-        StaticSecret::from(*self.0.expose_secret())
+        StaticSecret::from(*self.key.expose_secret())
     }
 
     /// The matching public key: `X25519(private, 9)`.
@@ -304,8 +312,7 @@ impl BackupDecryptionKey {
         }
 
         // The ladder's bytes, computed on the Edwards form (fixed_secret.rs says why).
-        let shared =
-            fixed_secret::FixedSecret::new(self.0.expose_secret()).diffie_hellman(&ephemeral);
+        let shared = self.dh.diffie_hellman(&ephemeral);
         if bool::from(shared.ct_eq(&[0u8; 32])) {
             return Err(BackupError::Malformed(
                 "ephemeral is a weak key (all-zero shared secret)".into(),
@@ -944,7 +951,7 @@ mod tests {
     fn mac_is_over_the_empty_string() {
         let key = BackupDecryptionKey::from_base64(RUST_SDK_KEY).unwrap();
         let shared = x25519_dalek::x25519(
-            *key.0.expose_secret(),
+            *key.key.expose_secret(),
             b64(RUST_SDK_EPHEMERAL).try_into().unwrap(),
         );
         let keys = CipherKeys::derive(&shared);
@@ -1242,7 +1249,7 @@ mod tests {
             assert!(!sd.ciphertext.contains('='));
             assert_eq!(b64(&sd.mac).len(), 8);
             assert_eq!(&key.decrypt(&sd).unwrap()[..], pt);
-            assert_eq!(&independent_decrypt(key.0.expose_secret(), &sd), pt);
+            assert_eq!(&independent_decrypt(key.key.expose_secret(), &sd), pt);
         }
     }
 

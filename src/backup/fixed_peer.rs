@@ -44,13 +44,7 @@ impl FixedPeer {
         let Some(table) = &self.table else {
             return Zeroizing::new(self.public.mul_clamped(*clamped).to_bytes());
         };
-        // k/8: the clamped scalar shifted right by 3 bits, below 2^252 < ℓ.
-        let mut eighth = Zeroizing::new([0u8; 32]);
-        for (i, out) in eighth.iter_mut().enumerate() {
-            let next = clamped.get(i + 1).copied().unwrap_or(0);
-            *out = (clamped[i] >> 3) | (next << 5);
-        }
-        let s = Zeroizing::new(Scalar::from_bytes_mod_order(*eighth));
+        let s = super::fixed_secret::eighth_of(&clamped);
         Zeroizing::new((&**table * &*s).to_montgomery().to_bytes())
     }
 
@@ -64,35 +58,20 @@ impl FixedPeer {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use super::super::ladder_check::{edge_points, ladder, public_of, random32};
     use super::*;
-    use x25519_dalek::{PublicKey, StaticSecret};
-
-    fn random32() -> [u8; 32] {
-        let mut b = [0u8; 32];
-        crate::fs::fill_random(&mut b).unwrap();
-        b
-    }
-
-    fn ladder(secret: [u8; 32], public: [u8; 32]) -> [u8; 32] {
-        *StaticSecret::from(secret)
-            .diffie_hellman(&PublicKey::from(public))
-            .as_bytes()
-    }
 
     #[test]
     fn same_as_the_ladder_for_real_keys() {
         for _ in 0..200 {
             let peer_secret = random32();
-            let public = *PublicKey::from(&StaticSecret::from(peer_secret)).as_bytes();
+            let public = public_of(peer_secret);
             let fixed = FixedPeer::new(public);
             assert!(fixed.table.is_some());
             for _ in 0..5 {
                 let k = random32();
                 assert_eq!(*fixed.diffie_hellman(&k), ladder(k, public));
-                assert_eq!(
-                    FixedPeer::public_key(&k),
-                    *PublicKey::from(&StaticSecret::from(k)).as_bytes()
-                );
+                assert_eq!(FixedPeer::public_key(&k), public_of(k));
             }
         }
     }
@@ -118,30 +97,7 @@ mod tests {
 
     #[test]
     fn same_as_the_ladder_for_small_order_and_edge_points() {
-        let mut points: Vec<[u8; 32]> = Vec::new();
-        // 0, 1, and p-1 (u = -1), p, p+1, 2^255-1 (non-canonical).
-        let mut p_minus_1 = [0xffu8; 32];
-        p_minus_1[0] = 0xec;
-        p_minus_1[31] = 0x7f;
-        let mut p = p_minus_1;
-        p[0] = 0xed;
-        let mut p_plus_1 = p_minus_1;
-        p_plus_1[0] = 0xee;
-        let mut one = [0u8; 32];
-        one[0] = 1;
-        points.extend([[0u8; 32], one, p_minus_1, p, p_plus_1, [0xff; 32]]);
-        // The order-8 points' u-coordinates (from the x25519 test literature).
-        for hex in [
-            "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
-            "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
-        ] {
-            let mut b = [0u8; 32];
-            for (i, byte) in b.iter_mut().enumerate() {
-                *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
-            }
-            points.push(b);
-        }
-        for u in points {
+        for u in edge_points() {
             let fixed = FixedPeer::new(u);
             for _ in 0..8 {
                 let k = random32();

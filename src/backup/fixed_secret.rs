@@ -29,12 +29,7 @@ impl FixedSecret {
     /// Prepare `secret` (the X25519 private key bytes, clamped here as X25519 does).
     pub(crate) fn new(secret: &[u8; 32]) -> FixedSecret {
         let clamped = Zeroizing::new(clamp_integer(*secret));
-        let mut eighth = Zeroizing::new([0u8; 32]);
-        for (i, out) in eighth.iter_mut().enumerate() {
-            let next = clamped.get(i + 1).copied().unwrap_or(0);
-            *out = (clamped[i] >> 3) | (next << 5);
-        }
-        let eighth = Zeroizing::new(Scalar::from_bytes_mod_order(*eighth));
+        let eighth = eighth_of(&clamped);
         FixedSecret { clamped, eighth }
     }
 
@@ -53,23 +48,21 @@ impl FixedSecret {
     }
 }
 
+/// `k/8` for a clamped `k` (a multiple of 8 below 2^255): shifted right by 3 bits, below
+/// 2^252 < ℓ, so the scalar is not reduced.
+pub(super) fn eighth_of(clamped: &[u8; 32]) -> Zeroizing<Scalar> {
+    let mut eighth = Zeroizing::new([0u8; 32]);
+    for (i, out) in eighth.iter_mut().enumerate() {
+        let next = clamped.get(i + 1).copied().unwrap_or(0);
+        *out = (clamped[i] >> 3) | (next << 5);
+    }
+    Zeroizing::new(Scalar::from_bytes_mod_order(*eighth))
+}
+
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
+    use super::super::ladder_check::{edge_points, ladder, public_of, random32};
     use super::*;
-    use x25519_dalek::{PublicKey, StaticSecret};
-
-    fn random32() -> [u8; 32] {
-        let mut b = [0u8; 32];
-        crate::fs::fill_random(&mut b).unwrap();
-        b
-    }
-
-    fn ladder(secret: [u8; 32], public: [u8; 32]) -> [u8; 32] {
-        *StaticSecret::from(secret)
-            .diffie_hellman(&PublicKey::from(public))
-            .as_bytes()
-    }
 
     #[test]
     fn same_as_the_ladder_for_real_keys() {
@@ -77,7 +70,7 @@ mod tests {
             let k = random32();
             let fixed = FixedSecret::new(&k);
             for _ in 0..10 {
-                let e = *PublicKey::from(&StaticSecret::from(random32())).as_bytes();
+                let e = public_of(random32());
                 assert_eq!(*fixed.diffie_hellman(&e), ladder(k, e));
             }
         }
@@ -107,28 +100,7 @@ mod tests {
 
     #[test]
     fn same_as_the_ladder_for_small_order_and_edge_points() {
-        let mut p_minus_1 = [0xffu8; 32];
-        p_minus_1[0] = 0xec;
-        p_minus_1[31] = 0x7f;
-        let mut p = p_minus_1;
-        p[0] = 0xed;
-        let mut p_plus_1 = p_minus_1;
-        p_plus_1[0] = 0xee;
-        let mut one = [0u8; 32];
-        one[0] = 1;
-        let mut points = vec![[0u8; 32], one, p_minus_1, p, p_plus_1, [0xff; 32]];
-        // The order-8 points' u-coordinates (from the x25519 test literature).
-        for hex in [
-            "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
-            "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
-        ] {
-            let mut b = [0u8; 32];
-            for (i, byte) in b.iter_mut().enumerate() {
-                *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
-            }
-            points.push(b);
-        }
-        for u in points {
+        for u in edge_points() {
             for _ in 0..8 {
                 let k = random32();
                 let ours = FixedSecret::new(&k).diffie_hellman(&u);
