@@ -3,6 +3,12 @@
 
 mod cli;
 
+/// mimalloc, not glibc's malloc: the parse, validate and write threads of a large `encrypt`,
+/// `import` or `export` hand millions of small allocations to one another, and glibc's
+/// cross-thread frees were a tenth of their CPU time (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -15,6 +15,8 @@ use vodozemac::megolm::{
 };
 use zeroize::Zeroizing;
 
+mod point_check;
+
 /// The Megolm v1 algorithm name.
 pub const MEGOLM_V1: &str = "m.megolm.v1.aes-sha2";
 /// Every spelling of the shared-history flag, newest first.
@@ -311,6 +313,9 @@ struct DecodedKey {
 enum Check {
     /// Everything, including that the Ed25519 key is a valid point (untrusted input).
     Full,
+    /// Everything but the point check, which the caller makes for a whole batch at once
+    /// ([`point_check::non_points`]): the elements of an input array.
+    Batched,
     /// Only its shape: for rows read back from the store, which were fully checked on the way
     /// in and are authenticated by the store's seal.
     Stored,
@@ -344,10 +349,10 @@ fn decode_session_key(text: Zeroizing<String>, check: Check) -> Result<DecodedKe
     let version = bytes.first().copied().unwrap_or(0);
     match (bytes.len(), version) {
         (EXPORTED_KEY_LEN, 1) => {
-            if check == Check::Full {
-                // Parsing checks the Ed25519 key is a valid point.
-                ExportedSessionKey::from_bytes(&bytes)
-                    .map_err(|e| SessionError::KeyInvalid(e.to_string()))?;
+            // The Ed25519 signing key, the last 32 bytes, is also the session's id.
+            let ed25519 = bytes.last_chunk::<32>().ok_or(SessionError::KeyLength(0))?;
+            if check == Check::Full && !point_check::is_ed25519_point(ed25519) {
+                return Err(point_error(&bytes));
             }
             Ok(DecodedKey {
                 v1_b64: if canonical {
@@ -355,7 +360,7 @@ fn decode_session_key(text: Zeroizing<String>, check: Check) -> Result<DecodedKe
                 } else {
                     Zeroizing::new(STANDARD_NO_PAD.encode(&bytes[..]))
                 },
-                session_id: STANDARD_NO_PAD.encode(&bytes[133..165]),
+                session_id: STANDARD_NO_PAD.encode(ed25519),
                 index: u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]),
             })
         }
@@ -799,11 +804,19 @@ impl Parser {
         let (parsed_tx, from) = std::sync::mpsc::sync_channel::<ParsedBatch>(1);
         let thread = std::thread::spawn(move || {
             for raw in raw_rx {
-                let parsed = raw
+                let each = if check == Check::Full {
+                    Check::Batched
+                } else {
+                    check
+                };
+                let mut parsed: Vec<(usize, Result<ExportedSession, EntryError>)> = raw
                     .elements
                     .par_iter()
-                    .map(|(i, b)| (*i, ExportedSession::parse_json(b, check)))
+                    .map(|(i, b)| (*i, ExportedSession::parse_json(b, each)))
                     .collect();
+                if each == Check::Batched {
+                    check_points(&mut parsed);
+                }
                 if parsed_tx.send((parsed, raw.oversized)).is_err() {
                     break;
                 }
@@ -826,6 +839,45 @@ impl Drop for Parser {
             let _ = t.join();
         }
     }
+}
+
+/// The point check of a parsed batch ([`Check::Batched`]): entries whose Ed25519 key is not
+/// a point of the curve become rejections, with vodozemac's reason.
+fn check_points(parsed: &mut [(usize, Result<ExportedSession, EntryError>)]) {
+    let mut at = Vec::with_capacity(parsed.len());
+    let mut keys = Vec::with_capacity(parsed.len());
+    for (n, (_, r)) in parsed.iter().enumerate() {
+        if let Ok(s) = r {
+            // The session id is the Ed25519 key: decode_session_key made it from those bytes.
+            let mut k = [0u8; 33];
+            if let (Ok(32), Some(k)) = (
+                STANDARD_NO_PAD.decode_slice(&s.session_id, &mut k),
+                k.first_chunk::<32>(),
+            ) {
+                at.push(n);
+                keys.push(*k);
+            }
+        }
+    }
+    for bad in point_check::non_points(&keys) {
+        let entry = &mut parsed[at[bad]].1;
+        let why = match entry {
+            Ok(s) => point_error(&Zeroizing::new(
+                STANDARD_NO_PAD.decode(&*s.session_key).unwrap_or_default(),
+            )),
+            Err(_) => continue,
+        };
+        *entry = Err(EntryError::Invalid(why));
+    }
+}
+
+/// Why vodozemac refuses a session key whose Ed25519 key is not a point, in its own words.
+fn point_error(key: &[u8]) -> SessionError {
+    let why = match ExportedSessionKey::from_bytes(key) {
+        Err(e) => e.to_string(),
+        Ok(_) => "the Ed25519 key is not a point of the curve".to_string(),
+    };
+    SessionError::KeyInvalid(why)
 }
 
 /// Turns a stream of JSON-array bytes into batches of validated sessions.

@@ -358,8 +358,32 @@ fn configure(conn: &Connection) -> StoreResult<()> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     // 16 MiB of page cache (negative = KiB): big imports touch the index at random; this keeps
     // them fast while staying well inside the 64 MiB memory budget.
-    conn.pragma_update(None, "cache_size", -16384)?;
+    conn.pragma_update(None, "cache_size", CACHE_KIB)?;
     Ok(())
+}
+
+/// The page cache of a connection, in KiB (negative, as SQLite takes it).
+const CACHE_KIB: i64 = -16384;
+/// The page cache while reading every session: each page is read once (in stored order) or at
+/// random among many more pages than any cache holds (in room order), so a large cache only
+/// costs memory: 14 MiB of a million-key upload's peak.
+const SCAN_CACHE_KIB: i64 = -2048;
+
+/// Shrinks the page cache for a scan and restores it when dropped.
+struct ScanCache<'c>(&'c Connection);
+
+impl<'c> ScanCache<'c> {
+    fn new(conn: &'c Connection) -> StoreResult<Self> {
+        conn.pragma_update(None, "cache_size", SCAN_CACHE_KIB)?;
+        Ok(ScanCache(conn))
+    }
+}
+
+impl Drop for ScanCache<'_> {
+    fn drop(&mut self) {
+        // Best effort: a failure only leaves the smaller cache in place.
+        let _ = self.0.pragma_update(None, "cache_size", CACHE_KIB);
+    }
 }
 
 fn wrap_kek(passphrase: &Passphrase, salt: &[u8], rounds: u32) -> XChaCha20Poly1305 {
@@ -695,6 +719,7 @@ impl Store {
         f: &mut dyn FnMut(Vec<ExportedSession>) -> crate::Result<()>,
     ) -> crate::Result<u64> {
         let (clause, args) = where_clause(filter);
+        let _cache = ScanCache::new(&self.conn)?;
         let sql = if clause.is_empty() && !filter.by_room {
             "SELECT s.room_id, s.session_id, d.data FROM sessions s JOIN session_data d ON d.id = s.id ORDER BY s.id".to_string()
         } else {

@@ -29,6 +29,10 @@ enum Target<'s> {
     File(Box<ThreadedSessionWriter<Sink>>),
 }
 
+/// At most this many entries are reserved ahead in the table of sessions seen: address space
+/// for them (under 72 MB) becomes resident only as the table fills.
+const SEEN_CAPACITY_CAP: usize = 1 << 21;
+
 struct Downloader<'s> {
     key: BackupDecryptionKey,
     target: Target<'s>,
@@ -216,13 +220,23 @@ pub fn run(ctx: &Context<'_>, a: BackupDownloadArgs) -> anyhow::Result<Code> {
     if let Some(v) = &version {
         bar.phase("downloading", v.count, Unit::Keys);
     }
+    // Sized once from the backup's count: growing to a million entries would hold the old and
+    // the doubled table at once (18 MB more at the peak). The count is the server's word, so
+    // it is capped, and a failed reservation only means growing as before.
+    let mut seen = std::collections::HashSet::new();
+    if let Some(v) = &version
+        && a.rooms.is_empty()
+        && a.sessions.is_empty()
+    {
+        let _ = seen.try_reserve(usize::try_from(v.count).unwrap_or(0).min(SEEN_CAPACITY_CAP));
+    }
     let (key, written, fetched, merge, rejected, rejections, conflicts) = {
         let mut d = Downloader {
             key,
             target,
             pending: Vec::new(),
             sessions_filter: a.sessions.clone(),
-            seen: std::collections::HashSet::new(),
+            seen,
             fetched: 0,
             merge: MergeCounts::default(),
             rejected: 0,

@@ -26,21 +26,52 @@ struct Counts {
     rejected: u64,
 }
 
-struct Uploader<'a> {
-    client: &'a mxkeys::client::Client,
-    version: String,
+/// What the sending thread did: keys and requests sent, the server's count after the last.
+#[derive(Debug, Default)]
+struct Sent {
+    keys: u64,
+    requests: u64,
+    server_count: Option<u64>,
+}
+
+/// PUTs the bodies it is handed, one at a time, on a thread of its own, so that encrypting
+/// the next body never waits for the server to store the last one.
+fn send_bodies(
+    client: &mxkeys::client::Client,
+    version: &str,
+    bodies: std::sync::mpsc::Receiver<(u64, Vec<u8>)>,
+) -> (Sent, anyhow::Result<()>) {
+    let mut sent = Sent::default();
+    for (n, body) in bodies {
+        match client.put_room_keys(version, &body) {
+            Ok(r) => {
+                sent.keys += n;
+                sent.requests += 1;
+                sent.server_count = Some(r.count);
+            }
+            Err(e) => return (sent, Err(e.into())),
+        }
+    }
+    (sent, Ok(()))
+}
+
+struct Uploader {
     encryptor: BackupEncryptor,
     index: ServerIndex,
     batch: BatchBuilder,
-    /// A full body not sent yet: it goes out while the next keys are encrypted.
-    ready: Option<(u64, Vec<u8>)>,
+    /// The sending thread's queue (`None` on a dry run). It holds no body: a full body waits
+    /// here only until the thread has taken the previous one.
+    to_send: Option<std::sync::mpsc::SyncSender<(u64, Vec<u8>)>>,
     pending: Vec<ExportedSession>,
     counts: Counts,
-    dry_run: bool,
-    server_count: u64,
 }
 
-impl Uploader<'_> {
+/// The sending thread stopped: it failed, and its error is the one to report.
+#[derive(Debug, thiserror::Error)]
+#[error("the upload stopped")]
+struct SenderStopped;
+
+impl Uploader {
     fn push(&mut self, s: ExportedSession) -> anyhow::Result<()> {
         self.pending.push(s);
         if self.pending.len() >= 1024 {
@@ -49,7 +80,7 @@ impl Uploader<'_> {
         Ok(())
     }
 
-    /// Decide, encrypt in parallel, batch and send.
+    /// Decide, encrypt in parallel, batch and hand full bodies to the sending thread.
     fn process(&mut self) -> anyhow::Result<()> {
         let pending = std::mem::take(&mut self.pending);
         let mut chosen = Vec::new();
@@ -60,7 +91,9 @@ impl Uploader<'_> {
                 forwarded_count: s.forwarding_curve25519_key_chain.len() as u32,
                 is_verified: false,
             };
-            match self.index.decide(&s.room_id, &s.session_id, ours) {
+            // The source is a store (the user's or the scratch one the files were merged into): it
+            // holds each session once, so nothing needs recording.
+            match self.index.judge(&s.room_id, &s.session_id, ours) {
                 Decision::New => {
                     self.counts.new += 1;
                     chosen.push((s, ours));
@@ -72,82 +105,44 @@ impl Uploader<'_> {
                 Decision::Skip => self.counts.skipped += 1,
             }
         }
-        if self.dry_run || chosen.is_empty() {
+        if self.to_send.is_none() || chosen.is_empty() {
             return Ok(());
         }
-        // The body filled last goes out while this chunk is encrypted (on the other core, or
-        // on this one while the server works on the PUT).
         let encryptor = &self.encryptor;
-        let encrypt = || -> Vec<_> {
-            chosen
-                .par_iter()
-                .map(|(s, m)| encryptor.encrypt_session(s, m.forwarded_count, m.is_verified))
-                .collect()
-        };
-        let encrypted = match self.ready.take() {
-            Some(body) => {
-                let (client, version) = (self.client, self.version.as_str());
-                let (sent, encrypted) = rayon::join(|| put(client, version, body), encrypt);
-                self.record(sent?);
-                encrypted
-            }
-            None => encrypt(),
-        };
+        let encrypted: Vec<_> = chosen
+            .par_iter()
+            .map(|(s, m)| encryptor.encrypt_session(s, m.forwarded_count, m.is_verified))
+            .collect();
         for ((s, _), d) in chosen.into_iter().zip(encrypted) {
             let d = d?;
             if self.batch.would_overflow(&s.room_id, &s.session_id, &d) {
                 self.queue()?;
             }
-            self.batch.push(s.room_id.clone(), s.session_id.clone(), d);
+            self.batch.push(s.room_id, s.session_id, d);
         }
         Ok(())
     }
 
-    /// Take the batch's body to be sent with the next chunk; a body still waiting is sent
-    /// first.
+    /// Hand the batch's body to the sending thread (waiting while it sends the one before).
     fn queue(&mut self) -> anyhow::Result<()> {
+        let Some(to) = &self.to_send else {
+            return Ok(());
+        };
         if self.batch.is_empty() {
             return Ok(());
         }
-        self.flush()?;
         let n = self.batch.len() as u64;
-        self.ready = Some((n, self.batch.take_body()));
-        Ok(())
+        to.send((n, self.batch.take_body()))
+            .map_err(|_| anyhow::Error::new(SenderStopped))
     }
 
-    /// Send the body that is waiting, if any.
-    fn flush(&mut self) -> anyhow::Result<()> {
-        if let Some(body) = self.ready.take() {
-            let sent = put(self.client, &self.version, body)?;
-            self.record(sent);
-        }
-        Ok(())
-    }
-
-    fn record(&mut self, (n, count): (u64, u64)) {
-        self.counts.sent += n;
-        self.counts.requests += 1;
-        self.server_count = count;
-    }
-
+    /// The last keys, then close the queue: the sending thread ends after the last body.
     fn finish(&mut self) -> anyhow::Result<()> {
         self.process()?;
-        if !self.dry_run {
-            self.queue()?;
-            self.flush()?;
-        }
+        self.queue()?;
+        self.to_send = None;
         Ok(())
     }
-}
-
-/// PUT one body of `n` keys; returns `n` and the server's new count.
-fn put(
-    client: &mxkeys::client::Client,
-    version: &str,
-    (n, body): (u64, Vec<u8>),
-) -> anyhow::Result<(u64, u64)> {
-    let r = client.put_room_keys(version, &body)?;
-    Ok((n, r.count))
 }
 
 /// Did the secret given fail to unlock this backup (wrong key, or a stale copy in secret
@@ -252,16 +247,12 @@ pub fn run(ctx: &Context<'_>, a: BackupUploadArgs) -> anyhow::Result<Code> {
         None
     };
     let mut up = Uploader {
-        client: &conn.client,
-        version: current.version.clone(),
         encryptor: BackupEncryptor::new(&public),
-        index: ServerIndex::default(),
+        index: ServerIndex::with_capacity(usize::try_from(current.count).unwrap_or(0)),
         batch: BatchBuilder::new(),
-        ready: None,
+        to_send: None,
         pending: Vec::new(),
         counts: Counts::default(),
-        dry_run: a.dry_run,
-        server_count: current.count,
     };
     // What the server holds (metadata only, no key needed).
     bar.phase("comparing", current.count, Unit::Keys);
@@ -292,25 +283,53 @@ pub fn run(ctx: &Context<'_>, a: BackupUploadArgs) -> anyhow::Result<Code> {
     };
     let n = source.count(&Filter::default())?;
     bar.phase("uploading", n, Unit::Keys);
-    let mut err: Option<anyhow::Error> = None;
-    source
-        .for_each_session(
-            &Filter {
-                by_room: true,
-                ..Filter::default()
-            },
-            &mut |s| {
-                bar.advance(1);
-                progress::check(&bar)?;
-                up.push(s).map_err(|e| {
-                    err = Some(e);
-                    mxkeys::Error::Interrupted
-                })
-            },
-        )
-        .map_err(|e| err.take().unwrap_or_else(|| e.into()))?;
-    let result = up.finish();
+    let (client, version) = (&conn.client, current.version.as_str());
+    let (sent, result) = std::thread::scope(|scope| {
+        // Bodies go out on their own thread while the next ones are read and encrypted.
+        let sender = (!a.dry_run).then(|| {
+            let (to, from) = std::sync::mpsc::sync_channel(0);
+            up.to_send = Some(to);
+            scope.spawn(move || send_bodies(client, version, from))
+        });
+        let mut err: Option<anyhow::Error> = None;
+        let read = source
+            .for_each_session(
+                &Filter {
+                    by_room: true,
+                    ..Filter::default()
+                },
+                &mut |s| {
+                    bar.advance(1);
+                    progress::check(&bar)?;
+                    up.push(s).map_err(|e| {
+                        err = Some(e);
+                        mxkeys::Error::Interrupted
+                    })
+                },
+            )
+            .map_err(|e| err.take().unwrap_or_else(|| e.into()))
+            .and_then(|_| up.finish());
+        // Closing the queue ends the thread after the body it is sending.
+        up.to_send = None;
+        let (sent, put) = match sender.map(|t| t.join()) {
+            None => (Sent::default(), Ok(())),
+            Some(Ok(r)) => r,
+            Some(Err(_)) => (
+                Sent::default(),
+                Err(anyhow::anyhow!("the sending thread stopped unexpectedly")),
+            ),
+        };
+        // A failed PUT is the cause when the reading side only saw the queue close.
+        let result = match (read, put) {
+            (_, Err(e)) => Err(e),
+            (r, Ok(())) => r,
+        };
+        (sent, result)
+    });
     bar.finish();
+    up.counts.sent = sent.keys;
+    up.counts.requests = sent.requests;
+    let server_count = sent.server_count.unwrap_or(current.count);
     if let Err(e) = &result
         && matches!(
             e.downcast_ref::<mxkeys::Error>(),
@@ -337,7 +356,7 @@ pub fn run(ctx: &Context<'_>, a: BackupUploadArgs) -> anyhow::Result<Code> {
     };
     if ctx.ui.json {
         ctx.ui.print_json(&json!({
-            "version": up.version,
+            "version": current.version,
             "dry_run": a.dry_run,
             "trusted_by": trust,
             "considered": c.considered,
@@ -347,18 +366,18 @@ pub fn run(ctx: &Context<'_>, a: BackupUploadArgs) -> anyhow::Result<Code> {
             "sent": c.sent,
             "requests": c.requests,
             "rejected": c.rejected,
-            "server_count": up.server_count,
+            "server_count": server_count,
             "files": files_read,
         }))?;
     } else if a.dry_run {
         ctx.ui.note(&format!(
             "Dry run: would send {} keys to backup version {} ({} new, {} better than the server's copy); {} already there as good or better.",
-            c.new + c.better, up.version, c.new, c.better, c.skipped
+            c.new + c.better, current.version, c.new, c.better, c.skipped
         ));
     } else {
         ctx.ui.note(&format!(
             "Uploaded {} keys to backup version {} in {} requests ({} new, {} better); {} already there as good or better. The backup now holds {} keys. Trusted through {trust}.",
-            c.sent, up.version, c.requests, c.new, c.better, c.skipped, up.server_count
+            c.sent, current.version, c.requests, c.new, c.better, c.skipped, server_count
         ));
     }
     Ok(code)
