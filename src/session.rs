@@ -428,30 +428,41 @@ impl ExportedSession {
         let claimed_id = take_string(m.session_id, "session_id")?;
         let key_text = Zeroizing::new(take_string(m.session_key, "session_key")?);
         let mut key = decode_session_key(key_text, check)?;
+        // A batch defers the point check (`check_points`), but an entry that fails a later
+        // check is reported as Full would: its key's point error comes first.
+        let later = |e: SessionError, key: &DecodedKey| match check {
+            Check::Batched => not_a_point(key).unwrap_or(e),
+            _ => e,
+        };
         if check == Check::Stored && key.session_id.is_empty() {
             // Stored rows are bound to their session id by the seal's associated data.
             key.session_id = claimed_id;
         } else if canonical_key32(claimed_id.clone(), Check::Full).as_deref()
             != Some(key.session_id.as_str())
         {
-            return Err(SessionError::IdMismatch {
+            let e = SessionError::IdMismatch {
                 claimed: sanitize(&claimed_id),
-                actual: key.session_id,
-            });
+                actual: key.session_id.clone(),
+            };
+            return Err(later(e, &key));
         }
         let sender_claimed_keys = match m.sender_claimed_keys {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(o)) => o,
-            Some(_) => return Err(SessionError::WrongType("sender_claimed_keys", "an object")),
+            Some(_) => {
+                let e = SessionError::WrongType("sender_claimed_keys", "an object");
+                return Err(later(e, &key));
+            }
         };
         let forwarding_curve25519_key_chain = match m.forwarding_chain {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(a)) if a.iter().all(Value::is_string) => a,
             Some(_) => {
-                return Err(SessionError::WrongType(
+                let e = SessionError::WrongType(
                     "forwarding_curve25519_key_chain",
                     "an array of strings",
-                ));
+                );
+                return Err(later(e, &key));
             }
         };
         Ok(ExportedSession {
@@ -723,6 +734,68 @@ mod tests {
         ));
     }
 
+    /// Entries whose Ed25519 key is not a point and that also fail a later check: the
+    /// streaming parser (batched point checks) must report what `from_json` reports (the
+    /// point error), found by the session_json and export_cipher fuzz targets.
+    #[test]
+    fn batched_point_errors_come_before_later_faults() {
+        let mut raw = STANDARD_NO_PAD.decode(KEY).unwrap();
+        let at = raw.len() - 32;
+        let not_point = (2u8..)
+            .map(|b| {
+                let mut k = [0u8; 32];
+                k[0] = b;
+                k
+            })
+            .find(|k| !point_check::is_ed25519_point(k))
+            .unwrap();
+        raw[at..].copy_from_slice(&not_point);
+        let bad_key = STANDARD_NO_PAD.encode(&raw);
+        let bad_id = STANDARD_NO_PAD.encode(not_point);
+        let entries = [
+            entry("").replace(KEY, &bad_key),
+            entry("").replace(KEY, &bad_key).replace(ID, &bad_id),
+            entry("")
+                .replace(KEY, &bad_key)
+                .replace(ID, &bad_id)
+                .replace(
+                    r#""forwarding_curve25519_key_chain":[]"#,
+                    r#""forwarding_curve25519_key_chain":[1]"#,
+                ),
+            entry("")
+                .replace(KEY, &bad_key)
+                .replace(ID, &bad_id)
+                .replace(r#"{"ed25519":"x"}"#, "7"),
+            entry(""),
+        ];
+        let mut streamed = Vec::new();
+        let mut sink = |batch: Vec<ParsedEntry>| -> crate::Result<()> {
+            streamed.extend(batch.into_iter().map(|(_, r)| r));
+            Ok(())
+        };
+        let mut stream = SessionStream::new(crate::Error::NotASessionArray, &mut sink);
+        stream
+            .feed(format!("[{}]", entries.join(",")).as_bytes())
+            .unwrap();
+        assert_eq!(stream.finish().unwrap(), entries.len());
+        assert_eq!(streamed.len(), entries.len());
+        for (n, (e, got)) in entries.iter().zip(&streamed).enumerate() {
+            let want = match ExportedSession::from_json(e.as_bytes()) {
+                Ok(s) => Ok(s),
+                Err(EntryError::Invalid(e)) => Err(e),
+                Err(EntryError::Syntax(e)) => panic!("entry {n}: {e}"),
+            };
+            assert_eq!(got, &want, "entry {n}");
+            if n < 4 {
+                assert!(
+                    matches!(got, Err(SessionError::KeyInvalid(_))),
+                    "entry {n}: {got:?}"
+                );
+            }
+        }
+        assert!(streamed[4].is_ok());
+    }
+
     #[test]
     fn accepts_signed_v2_key_and_exports_v1() {
         let group = vodozemac::megolm::GroupSession::new(SessionConfig::version_1());
@@ -869,6 +942,14 @@ fn check_points(parsed: &mut [(usize, Result<ExportedSession, EntryError>)]) {
         };
         *entry = Err(EntryError::Invalid(why));
     }
+}
+
+/// The exact point check of one decoded key, for an entry that a batch would otherwise report
+/// for a later fault: `Some(the point error)` when its Ed25519 key is not a point.
+fn not_a_point(key: &DecodedKey) -> Option<SessionError> {
+    let bytes = Zeroizing::new(STANDARD_NO_PAD.decode(&*key.v1_b64).ok()?);
+    let ed25519 = bytes.last_chunk::<32>()?;
+    (!point_check::is_ed25519_point(ed25519)).then(|| point_error(&bytes))
 }
 
 /// Why vodozemac refuses a session key whose Ed25519 key is not a point, in its own words.
