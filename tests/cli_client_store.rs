@@ -100,14 +100,7 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>, std::time::SystemTime)> {
 fn inspect_says_what_kind_whose_and_how_many() {
     let env = Env::new();
     let store = copy_store(&env, "nio-default");
-    let o = env
-        .cmd()
-        .args(["--json", "inspect", "--client-store"])
-        .arg(&store)
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = inspect_json(&env, &store, &[]);
     assert_eq!(v["kind"], "nio");
     assert_eq!(v["schema_version"], 2);
     assert_eq!(v["account"]["user_id"], "@niobot:localhost");
@@ -128,30 +121,12 @@ fn inspect_says_what_kind_whose_and_how_many() {
     assert!(t.contains("inbound sessions:   5 in 5 rooms"), "{t}");
     // pantalaimon: both accounts, and one of them when chosen.
     let pan = copy_store(&env, "pantalaimon");
-    let o = env
-        .cmd()
-        .args(["--json", "inspect", "--client-store"])
-        .arg(&pan)
-        .output()
-        .unwrap();
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = inspect_json(&env, &pan, &[]);
     assert_eq!(v["kind"], "pantalaimon");
     assert_eq!(v["accounts"].as_array().unwrap().len(), 2);
     assert_eq!(v["account"], Value::Null);
     assert_eq!(v["sessions"], 3);
-    let o = env
-        .cmd()
-        .args([
-            "--json",
-            "inspect",
-            "--client-store-user",
-            "@bob:localhost",
-            "--client-store",
-        ])
-        .arg(&pan)
-        .output()
-        .unwrap();
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = inspect_json(&env, &pan, &["--client-store-user", "@bob:localhost"]);
     assert_eq!(v["account"]["device_id"], "PANBOB");
     assert_eq!(v["sessions"], 1);
 }
