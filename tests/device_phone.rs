@@ -177,22 +177,7 @@ fn phone_backup_and_secret_storage_open_with_mxkeys() {
     let sk = env.write_secret("security-key.txt", format!("{security_key}\n"));
     let pass = env.pass_file();
     let out = env.path("backup.txt");
-    let j = env
-        .run(
-            env.cmd()
-                .args(["--json", "backup", "download", "--homeserver", &hs.base])
-                .args(["--rounds", "1000"])
-                .arg("--access-token-file")
-                .arg(&tok)
-                .arg("--recovery-key-file")
-                .arg(&sk)
-                .arg("--passphrase-file")
-                .arg(&pass)
-                .arg("-o")
-                .arg(&out),
-        )
-        .ok()
-        .json();
+    let j = env.download_to_file(&tok, &sk, &pass, &out);
     assert_eq!(j["sessions"], 2, "{j}");
     let sessions: Vec<Value> =
         serde_json::from_slice(&element::decrypt_file(&out, PASS.as_bytes()).plaintext).unwrap();

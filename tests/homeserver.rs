@@ -691,22 +691,7 @@ fn upload_and_download_a_thousand_keys() {
     let rk3 = env3.write_secret("rk.txt", std::fs::read_to_string(&a.rk).unwrap());
     let pass3 = env3.pass_file();
     let out3 = env3.path("backup.txt");
-    let j = env3
-        .run(
-            env3.cmd()
-                .args(["--json", "backup", "download", "--homeserver", &hs.base])
-                .args(["--rounds", "1000"])
-                .arg("--access-token-file")
-                .arg(&tok)
-                .arg("--recovery-key-file")
-                .arg(&rk3)
-                .arg("--passphrase-file")
-                .arg(&pass3)
-                .arg("-o")
-                .arg(&out3),
-        )
-        .ok()
-        .json();
+    let j = env3.download_to_file(&tok, &rk3, &pass3, &out3);
     assert_eq!(j["sessions"], 1004, "{j}");
     assert_eq!(key_set(&decrypt_export(&env3, &out3, &pass3)), want);
     assert!(!env3.store().exists());
@@ -1318,22 +1303,7 @@ fn interop_rust_sdk_upload_bodies_download_with_mxkeys() {
     );
     let pass = env.pass_file();
     let out = env.path("sdk.txt");
-    let j = env
-        .run(
-            env.cmd()
-                .args(["--json", "backup", "download", "--homeserver", &hs.base])
-                .args(["--rounds", "1000"])
-                .arg("--access-token-file")
-                .arg(&tok)
-                .arg("--recovery-key-file")
-                .arg(&rk)
-                .arg("--passphrase-file")
-                .arg(&pass)
-                .arg("-o")
-                .arg(&out),
-        )
-        .ok()
-        .json();
+    let j = env.download_to_file(&tok, &rk, &pass, &out);
     assert_eq!(j["sessions"], 3, "{j}");
     assert_eq!(j["rejected"], 0);
     let got = decrypt_export(&env, &out, &pass);

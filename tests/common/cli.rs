@@ -268,6 +268,33 @@ impl Env {
         self.init_store();
         self.login(user).ok();
     }
+
+    /// `--json backup download` with no mxkeys store, from the homeserver at `self.hs`,
+    /// straight to the export file `out` (1,000 PBKDF2 rounds): access token, recovery key and
+    /// the file's passphrase from files. It must succeed; returns its report.
+    pub fn download_to_file(
+        &self,
+        token: &Path,
+        recovery_key: &Path,
+        pass: &Path,
+        out: &Path,
+    ) -> Value {
+        self.run(
+            self.cmd()
+                .args(["--json", "backup", "download", "--homeserver", &self.hs])
+                .args(["--rounds", "1000"])
+                .arg("--access-token-file")
+                .arg(token)
+                .arg("--recovery-key-file")
+                .arg(recovery_key)
+                .arg("--passphrase-file")
+                .arg(pass)
+                .arg("-o")
+                .arg(out),
+        )
+        .ok()
+        .json()
+    }
 }
 
 /// Resources a bounded run used (see [`super::run`]).
