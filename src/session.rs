@@ -381,6 +381,44 @@ fn decode_session_key(text: Zeroizing<String>, check: Check) -> Result<DecodedKe
     }
 }
 
+/// The checks of an entry that come after its key is decoded: the claimed session id against
+/// the key's, and the types of the optional fields, which it returns.
+fn checks_after_key(
+    key: &mut DecodedKey,
+    claimed_id: String,
+    sender_claimed_keys: Option<Value>,
+    forwarding_chain: Option<Value>,
+    check: Check,
+) -> Result<(Map<String, Value>, Vec<Value>), SessionError> {
+    if check == Check::Stored && key.session_id.is_empty() {
+        // Stored rows are bound to their session id by the seal's associated data.
+        key.session_id = claimed_id;
+    } else if canonical_key32(claimed_id.clone(), Check::Full).as_deref()
+        != Some(key.session_id.as_str())
+    {
+        return Err(SessionError::IdMismatch {
+            claimed: sanitize(&claimed_id),
+            actual: key.session_id.clone(),
+        });
+    }
+    let sender_claimed_keys = match sender_claimed_keys {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(o)) => o,
+        Some(_) => return Err(SessionError::WrongType("sender_claimed_keys", "an object")),
+    };
+    let forwarding_chain = match forwarding_chain {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) if a.iter().all(Value::is_string) => a,
+        Some(_) => {
+            return Err(SessionError::WrongType(
+                "forwarding_curve25519_key_chain",
+                "an array of strings",
+            ));
+        }
+    };
+    Ok((sender_claimed_keys, forwarding_chain))
+}
+
 impl ExportedSession {
     /// Parse one array element. Syntax errors condemn the payload; other errors the entry.
     pub fn from_json(bytes: &[u8]) -> Result<Self, EntryError> {
@@ -428,42 +466,20 @@ impl ExportedSession {
         let claimed_id = take_string(m.session_id, "session_id")?;
         let key_text = Zeroizing::new(take_string(m.session_key, "session_key")?);
         let mut key = decode_session_key(key_text, check)?;
-        // A batch defers the point check (`check_points`), but an entry that fails a later
-        // check is reported as Full would: its key's point error comes first.
-        let later = |e: SessionError, key: &DecodedKey| match check {
-            Check::Batched => not_a_point(key).unwrap_or(e),
-            _ => e,
-        };
-        if check == Check::Stored && key.session_id.is_empty() {
-            // Stored rows are bound to their session id by the seal's associated data.
-            key.session_id = claimed_id;
-        } else if canonical_key32(claimed_id.clone(), Check::Full).as_deref()
-            != Some(key.session_id.as_str())
-        {
-            let e = SessionError::IdMismatch {
-                claimed: sanitize(&claimed_id),
-                actual: key.session_id.clone(),
-            };
-            return Err(later(e, &key));
-        }
-        let sender_claimed_keys = match m.sender_claimed_keys {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(o)) => o,
-            Some(_) => {
-                let e = SessionError::WrongType("sender_claimed_keys", "an object");
-                return Err(later(e, &key));
+        let (sender_claimed_keys, forwarding_curve25519_key_chain) = match checks_after_key(
+            &mut key,
+            claimed_id,
+            m.sender_claimed_keys,
+            m.forwarding_chain,
+            check,
+        ) {
+            Ok(rest) => rest,
+            // A batch defers the point check (`check_points`), but an entry that fails a later
+            // check is reported as Full would: its key's point error comes first.
+            Err(e) if check == Check::Batched => {
+                return Err(not_a_point(&key.v1_b64).unwrap_or(e));
             }
-        };
-        let forwarding_curve25519_key_chain = match m.forwarding_chain {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(a)) if a.iter().all(Value::is_string) => a,
-            Some(_) => {
-                let e = SessionError::WrongType(
-                    "forwarding_curve25519_key_chain",
-                    "an array of strings",
-                );
-                return Err(later(e, &key));
-            }
+            Err(e) => return Err(e),
         };
         Ok(ExportedSession {
             algorithm,
@@ -934,20 +950,20 @@ fn check_points(parsed: &mut [(usize, Result<ExportedSession, EntryError>)]) {
     }
     for bad in point_check::non_points(&keys) {
         let entry = &mut parsed[at[bad]].1;
-        let why = match entry {
-            Ok(s) => point_error(&Zeroizing::new(
-                STANDARD_NO_PAD.decode(&*s.session_key).unwrap_or_default(),
-            )),
-            Err(_) => continue,
-        };
-        *entry = Err(EntryError::Invalid(why));
+        if let Some(why) = entry
+            .as_ref()
+            .ok()
+            .and_then(|s| not_a_point(&s.session_key))
+        {
+            *entry = Err(EntryError::Invalid(why));
+        }
     }
 }
 
-/// The exact point check of one decoded key, for an entry that a batch would otherwise report
-/// for a later fault: `Some(the point error)` when its Ed25519 key is not a point.
-fn not_a_point(key: &DecodedKey) -> Option<SessionError> {
-    let bytes = Zeroizing::new(STANDARD_NO_PAD.decode(&*key.v1_b64).ok()?);
+/// The exact point check of one session key in export format (unpadded base64): `Some(the
+/// point error)` when its Ed25519 key is not a point.
+fn not_a_point(v1_b64: &str) -> Option<SessionError> {
+    let bytes = Zeroizing::new(STANDARD_NO_PAD.decode(v1_b64).ok()?);
     let ed25519 = bytes.last_chunk::<32>()?;
     (!point_check::is_ed25519_point(ed25519)).then(|| point_error(&bytes))
 }

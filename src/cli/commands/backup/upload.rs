@@ -136,12 +136,10 @@ impl Uploader {
             .map_err(|_| anyhow::Error::new(SenderStopped))
     }
 
-    /// The last keys, then close the queue: the sending thread ends after the last body.
+    /// The last keys and the last body (the caller closes the queue, on success or not).
     fn finish(&mut self) -> anyhow::Result<()> {
         self.process()?;
-        self.queue()?;
-        self.to_send = None;
-        Ok(())
+        self.queue()
     }
 }
 
