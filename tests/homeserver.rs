@@ -417,6 +417,7 @@ fn create_info_replace_and_stale_versions() {
     assert!(line.starts_with("Es"), "{line}");
     let k1 = BackupDecryptionKey::new(mxkeys::recovery_key::decode(line).unwrap());
     assert!(r.stderr.contains("Element will not trust"), "{}", r.stderr);
+    assert!(r.stderr.contains("shown once"), "{}", r.stderr);
     let info = env.smx(&["--json", "backup", "info"]).ok().json();
     let v1 = info["version"].as_str().unwrap().to_string();
     assert_eq!(info["public_key"], k1.public_key_base64().as_str());
@@ -462,6 +463,24 @@ fn create_info_replace_and_stale_versions() {
         .json();
     assert_eq!(old["current"], false);
 
+    // In human form with -o, the last words name the file rather than claim it was shown.
+    let rk3 = env.path("rk3.txt");
+    let r = env
+        .smx_p(&["backup", "create", "--yes"], &[("-o", &rk3)])
+        .ok();
+    assert!(r.stdout.trim().is_empty(), "{}", r.stdout);
+    assert!(!r.stderr.contains("shown once"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("The recovery key is in {}", rk3.display())),
+        "{}",
+        r.stderr
+    );
+    let v3 = env.smx(&["--json", "backup", "info"]).ok().json()["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
     // Uploading to the old version: refused before anything is sent (11).
     let one = fixture("export/element-one.txt");
     upload(&env, &["--version", &v1], Some(&one))
@@ -469,6 +488,7 @@ fn create_info_replace_and_stale_versions() {
         .stderr_has("not the current one");
     assert_eq!(api.count(&v1), 0);
     assert_eq!(api.count(&v2), 0);
+    assert_eq!(api.count(&v3), 0);
 
     // Synapse's answer to a PUT to the old version: 403 M_WRONG_ROOM_KEYS_VERSION whose
     // current_version is the version we sent (the quirk mxkeys must not trust).

@@ -131,6 +131,8 @@ pub fn run(ctx: &Context<'_>, a: BackupCreateArgs) -> anyhow::Result<Code> {
         if stored {
             ctx.ui
                 .note("Its key is kept in secret storage: your Security Key or Phrase unlocks it.");
+        } else if let Some(path) = &file {
+            ctx.ui.note(&format!("The recovery key is in {path}, its only copy: keep it safe; it is the only way to read the backup."));
         } else {
             ctx.ui.note("This recovery key is shown once: keep it safe; it is the only way to read the backup.");
         }
