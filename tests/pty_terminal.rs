@@ -381,6 +381,28 @@ fn init_asks_for_the_new_store_passphrase_twice() {
     assert_eq!(store_sessions(&env), plaintext_ids("element-three"), "{r}");
 }
 
+/// `--json` never prompts, even at a terminal (a script must not hang); the error says that,
+/// not that there is no terminal.
+#[test]
+fn json_at_a_terminal_does_not_ask_and_says_why() {
+    let env = Env::new();
+    let f = copy_fixture(&env, "element-one.txt");
+    let mut t = Term::spawn(&env, &["--json", "decrypt", &f, "-o", "out.json"]);
+    let end = t.expect_exit(2);
+    show("--json decrypt: final", &end);
+    // Rows are wrapped at the terminal's width: compare without whitespace.
+    let squeeze = |t: &str| t.split_whitespace().collect::<String>();
+    let text = squeeze(&end.rows.concat());
+    assert!(
+        text.contains(&squeeze(
+            "the export passphrase is needed, and --json never asks for one"
+        )),
+        "{end}"
+    );
+    assert!(!text.contains("noterminal"), "{end}");
+    assert!(!env.path("out.json").exists());
+}
+
 #[test]
 fn init_ctrl_c_at_the_repeat_prompt_creates_no_store() {
     let env = Env::new();

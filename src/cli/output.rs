@@ -50,6 +50,16 @@ pub fn have_tty() -> bool {
 }
 
 impl Ui {
+    /// Why a secret that was not given cannot be asked for, as the error that says so ends:
+    /// `--json` never prompts (a script must not hang), which a terminal does not change.
+    pub fn cannot_ask(&self) -> &'static str {
+        if self.json {
+            "--json never asks for one"
+        } else {
+            "there is no terminal to ask on"
+        }
+    }
+
     /// Decide from the global flags and the environment.
     pub fn new(json: bool, quiet: bool, no_progress: bool) -> Ui {
         let stderr_tty = std::io::stderr().is_terminal();

@@ -124,12 +124,9 @@ impl Source {
         })
     }
 
-    fn no_terminal(&self) -> anyhow::Error {
+    fn no_terminal(&self, ui: &Ui) -> anyhow::Error {
         CliError::usage(
-            format!(
-                "the {} is needed, and there is no terminal to ask on",
-                self.what
-            ),
+            format!("the {} is needed, and {}", self.what, ui.cannot_ask()),
             format!("give it with {}", self.flags()),
         )
     }
@@ -140,7 +137,7 @@ impl Source {
             return Ok((p, Origin::Given));
         }
         if !ui.interactive {
-            return Err(self.no_terminal());
+            return Err(self.no_terminal(ui));
         }
         Ok((
             prompt::secret(&format!("{}: ", self.question()))?,
@@ -178,7 +175,7 @@ impl Source {
             return Ok((p, strength, Origin::Given));
         }
         if !ui.interactive {
-            return Err(self.no_terminal());
+            return Err(self.no_terminal(ui));
         }
         let question = self.question();
         let first = prompt::secret(&format!("{question}: "))?;

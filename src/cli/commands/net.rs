@@ -494,7 +494,7 @@ pub fn backup_key(
         let flags = "--recovery-key-file, --recovery-key-fd, --security-phrase-file, --security-phrase-fd, MXKEYS_RECOVERY_KEY or MXKEYS_SECURITY_PHRASE";
         return Err(match missing {
             Missing::Usage => CliError::usage(
-                "the backup's key is needed, and there is no terminal to ask on",
+                format!("the backup's key is needed, and {}", ctx.ui.cannot_ask()),
                 format!("give the Security Key, Security Phrase or recovery key with {flags}"),
             ),
             Missing::Untrusted => CliError::new(

@@ -82,7 +82,7 @@ pub fn check(ctx: &Context<'_>, a: RecoveryKeyCheckArgs) -> anyhow::Result<Code>
         None if ctx.ui.interactive => net::prompt_secret()?,
         None => {
             return Err(CliError::usage(
-                "the key to check is needed, and there is no terminal to ask on",
+                format!("the key to check is needed, and {}", ctx.ui.cannot_ask()),
                 "give it with --recovery-key-file PATH, --recovery-key-fd N or MXKEYS_RECOVERY_KEY (a phrase: --security-phrase-file)",
             ));
         }

@@ -152,7 +152,10 @@ pub fn run(ctx: &Context<'_>, a: BackupDownloadArgs) -> anyhow::Result<Code> {
             None if ctx.ui.interactive => net::prompt_secret()?,
             None => {
                 return Err(CliError::usage(
-                    "the backup's recovery key is needed, and there is no terminal to ask on",
+                    format!(
+                        "the backup's recovery key is needed, and {}",
+                        ctx.ui.cannot_ask()
+                    ),
                     "give it with --recovery-key-file PATH, --recovery-key-fd N or MXKEYS_RECOVERY_KEY",
                 ));
             }

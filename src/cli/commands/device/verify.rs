@@ -29,7 +29,10 @@ pub fn secret_storage_key(
         None if ctx.ui.interactive => net::prompt_secret()?,
         None => {
             return Err(CliError::usage(
-                "the Security Key or Phrase is needed, and there is no terminal to ask on",
+                format!(
+                    "the Security Key or Phrase is needed, and {}",
+                    ctx.ui.cannot_ask()
+                ),
                 "give it with --recovery-key-file, --recovery-key-fd, --security-phrase-file, --security-phrase-fd, MXKEYS_RECOVERY_KEY or MXKEYS_SECURITY_PHRASE",
             ));
         }
